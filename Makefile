@@ -1,0 +1,44 @@
+# ml-service: one venv at .venv, the real models in ./models (MODEL_CACHE_DIR).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL_CACHE_DIR ?= $(CURDIR)/models
+export MODEL_CACHE_DIR
+SRC := ml-service
+
+.PHONY: venv models run test lint unit integration e2e clean
+
+venv: $(STAMP)
+
+$(STAMP): $(SRC)/pyproject.toml $(SRC)/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c $(SRC)/constraints.txt -e '$(SRC)[dev,build]'
+	touch $(STAMP)
+
+# Builds only what is missing or out of date (the build writes a stamp per model).
+models: $(STAMP)
+	$(BIN)/ml-service models build --model-dir $(MODEL_CACHE_DIR)
+
+run: models
+	$(BIN)/ml-service serve --host 127.0.0.1 --port 8001 --model-dir $(MODEL_CACHE_DIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SRC)/src $(SRC)/tests
+	$(BIN)/mypy --config-file $(SRC)/pyproject.toml $(SRC)/src
+
+test: lint
+	cd $(SRC) && ../$(BIN)/python -m pytest -q
+
+unit: $(STAMP)
+	cd $(SRC) && ../$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP)
+	cd $(SRC) && ../$(BIN)/python -m pytest -q tests/integration
+
+e2e: $(STAMP)
+	cd $(SRC) && ../$(BIN)/python -m pytest -q tests/e2e
+
+clean:
+	rm -rf $(VENV) $(MODEL_CACHE_DIR)

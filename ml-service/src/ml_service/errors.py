@@ -1,0 +1,98 @@
+"""The service's one error hierarchy. Each error carries its HTTP status and a stable code.
+
+The message is safe to show a client: it says what to fix and never carries internal details.
+"""
+
+from __future__ import annotations
+
+
+class MLServiceError(Exception):
+    """Base of every error the service reports to clients."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class InvalidInput(MLServiceError):
+    """The request's content is wrong: missing fields, bad types, undecodable data."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class BadRequest(MLServiceError):
+    """The request cannot be parsed at all (not JSON, wrong framing)."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class ModelNotFound(MLServiceError):
+    """No model by that name or alias."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class VersionNotFound(MLServiceError):
+    """The model exists but that version does not, or is not served."""
+
+    status_code = 404
+    code = "version_not_found"
+
+
+class PayloadTooLarge(MLServiceError):
+    """The body, or the number of items, is over a configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(MLServiceError):
+    """Missing or wrong bearer token."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "missing or invalid bearer token") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class RateLimited(MLServiceError):
+    """Too many requests for this key."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
+class ModelUnavailable(MLServiceError):
+    """The model failed to load, is over the memory budget, or is shutting down."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
+class QueueFull(MLServiceError):
+    """The model's batch queue is full; the client should retry shortly."""
+
+    status_code = 503
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class DeadlineExceeded(MLServiceError):
+    """The item waited in the queue past its deadline and was dropped uncomputed."""
+
+    status_code = 504
+    code = "deadline_exceeded"
+
+
+class ManifestError(Exception):
+    """A model directory is invalid; reported by name, never raised to clients."""

@@ -1,0 +1,210 @@
+"""Loaded models: lazy loading (once, however many ask), LRU eviction under a memory budget,
+failed-load reporting, explicit load and unload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ml_service.batching import Batcher
+from ml_service.errors import ModelUnavailable
+from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
+from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
+from ml_service.settings import Settings
+from ml_service.tasks import Task, create_task
+
+log = logging.getLogger(__name__)
+
+_PATH_RE = re.compile(r"(?:/[^\s:'\"/]+)+")
+State = Literal["unloaded", "loading", "ready", "failed"]
+_LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS delta is this model's
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux), 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def estimate_bytes(entry: ModelEntry, version: ModelVersion) -> int:
+    """Memory a model will take before it is loaded: its files, plus room for the runtime's buffers."""
+    total = sum(p.stat().st_size for p in version.path.rglob("*") if p.is_file())
+    return int(total * 1.3) + 16 * 1024 * 1024
+
+
+@dataclass
+class LoadedModel:
+    """A model version that is loaded: its runtime, task and batcher."""
+
+    name: str
+    version: int
+    entry: ModelEntry
+    runtime: Runtime
+    task: Task
+    batcher: Batcher
+    memory_bytes: int
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+
+
+@dataclass
+class _Slot:
+    state: State = "unloaded"
+    error: str | None = None
+    model: LoadedModel | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ModelRegistry:
+    """What is loaded now, and the policy for loading and evicting."""
+
+    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
+        self.repository = repository
+        self.settings = settings
+        self.budget_bytes = settings.memory_budget_mb * 1024 * 1024
+        self.options = RuntimeOptions(threads=settings.threads, device=settings.device)
+        self._slots: dict[tuple[str, int], _Slot] = {}
+
+    def slot(self, name: str, version: int) -> _Slot:
+        return self._slots.setdefault((name, version), _Slot())
+
+    def state(self, name: str, version: int) -> tuple[State, str | None, LoadedModel | None]:
+        s = self._slots.get((name, version))
+        return (s.state, s.error, s.model) if s else ("unloaded", None, None)
+
+    @property
+    def loaded(self) -> list[LoadedModel]:
+        return [s.model for s in self._slots.values() if s.model is not None]
+
+    def used_bytes(self) -> int:
+        return sum(m.memory_bytes for m in self.loaded)
+
+    async def get(self, name_or_alias: str, version: str | int | None = None) -> LoadedModel:
+        """The loaded model for a request, loading it first if needed."""
+        entry = self.repository.get(name_or_alias)
+        mv = entry.version(version)
+        slot = self.slot(entry.name, mv.number)
+        if slot.model is not None:
+            slot.model.last_used = time.monotonic()
+            return slot.model
+        return await self.load(entry.name, mv.number)
+
+    @contextlib.asynccontextmanager
+    async def use(self, name_or_alias: str, version: str | int | None = None) -> AsyncIterator[LoadedModel]:
+        """Hold a model for one request: it cannot be evicted while held."""
+        model = await self.get(name_or_alias, version)
+        model.in_flight += 1
+        try:
+            yield model
+        finally:
+            model.in_flight -= 1
+            model.last_used = time.monotonic()
+
+    async def load(self, name: str, version: int | None = None, *, retry_failed: bool = False) -> LoadedModel:
+        """Load a version once, however many callers ask at the same time."""
+        entry = self.repository.get(name)
+        mv = entry.version(version)
+        slot = self.slot(entry.name, mv.number)
+        async with slot.lock:
+            if slot.model is not None:
+                return slot.model
+            if slot.state == "failed" and not retry_failed:
+                raise ModelUnavailable(f"model '{entry.name}' version {mv.number} failed to load: {slot.error}")
+            need = estimate_bytes(entry, mv)
+            await self._make_room(need, exclude=(entry.name, mv.number))
+            slot.state, slot.error = "loading", None
+            log.info("loading model %s version %d", entry.name, mv.number)
+            try:
+                model = await asyncio.to_thread(self._load_sync, entry, mv, need)
+            except Exception as exc:
+                slot.state, slot.error = "failed", _describe(exc)
+                log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error)
+                raise ModelUnavailable(
+                    f"model '{entry.name}' version {mv.number} failed to load: {slot.error}"
+                ) from None
+            model.batcher.start()
+            slot.model, slot.state = model, "ready"
+            log.info("model %s version %d ready (%.0f MB)", entry.name, mv.number, model.memory_bytes / 2**20)
+            return model
+
+    def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int) -> LoadedModel:
+        manifest = entry.manifest
+        assert manifest is not None
+        with _LOAD_LOCK:
+            before = rss_bytes()
+            runtime = create_runtime(entry.file(mv, manifest.file), manifest, self.options)
+            runtime.load()
+            task = create_task(entry, mv, manifest)
+            task.load()
+            _check_labels(entry, runtime)
+            measured = rss_bytes() - before
+        batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching)
+        return LoadedModel(entry.name, mv.number, entry, runtime, task, batcher, max(measured, estimate))
+
+    async def _make_room(self, need: int, exclude: tuple[str, int]) -> None:
+        """Evict least-recently-used idle models until `need` more bytes fit in the budget."""
+        while self.used_bytes() + need > self.budget_bytes:
+            idle = [m for m in self.loaded if m.in_flight == 0 and m.batcher.pending == 0
+                    and (m.name, m.version) != exclude]
+            if not idle:
+                raise ModelUnavailable(
+                    f"not enough memory budget to load this model (needs ~{need // 2**20} MB, "
+                    f"{self.used_bytes() // 2**20} of {self.budget_bytes // 2**20} MB in use by busy models); "
+                    "retry later or raise ML_SERVICE_MEMORY_BUDGET_MB"
+                )
+            victim = min(idle, key=lambda m: m.last_used)
+            log.info("evicting model %s version %d (least recently used)", victim.name, victim.version)
+            await self.unload(victim.name, victim.version)
+
+    async def unload(self, name: str, version: int | None = None) -> list[int]:
+        """Unload one version, or every loaded version of a model; returns the versions unloaded."""
+        entry = self.repository.get(name)
+        versions = [version] if version is not None else [v for (n, v) in self._slots if n == entry.name]
+        done = []
+        for v in versions:
+            slot = self._slots.get((entry.name, v))
+            if slot is None:
+                continue
+            model = slot.model
+            slot.model, slot.state, slot.error = None, "unloaded", None
+            if model is not None:
+                await asyncio.to_thread(model.batcher.stop)
+                model.runtime.unload()
+                done.append(v)
+        return done
+
+    async def close(self) -> None:
+        """Unload everything (shutdown)."""
+        for (name, v), slot in list(self._slots.items()):
+            if slot.model is not None:
+                with contextlib.suppress(Exception):
+                    await self.unload(name, v)
+
+
+def _check_labels(entry: ModelEntry, runtime: Runtime) -> None:
+    if not entry.labels:
+        return
+    for spec in runtime.outputs:
+        if spec.shape and spec.shape[-1] > 0 and len(spec.shape) == 2 and spec.shape[-1] != len(entry.labels):
+            raise RuntimeError(
+                f"output '{spec.name}' has {spec.shape[-1]} classes but the labels file has {len(entry.labels)}"
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a failed load, safe to show (type and first line, no paths)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = _PATH_RE.sub(lambda m: os.path.basename(m.group(0)), text)
+    return f"{type(exc).__name__}: {text}"[:300]

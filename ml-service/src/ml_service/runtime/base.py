@@ -1,0 +1,72 @@
+"""The small seam every runtime implements: load, predict a batch, unload, report memory."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ml_service.manifest import Manifest, TensorSpec
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What a runtime needs from the settings."""
+
+    threads: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+
+
+class Runtime(ABC):
+    """One loaded model file. `predict` is called from one compute thread at a time."""
+
+    name: str = "base"
+
+    def __init__(self, path: Path, manifest: Manifest, options: RuntimeOptions) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.options = options
+
+    @abstractmethod
+    def load(self) -> None:
+        """Read the model file; heavy imports happen here, not at module import."""
+
+    @abstractmethod
+    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch: named inputs in, named outputs out (batch dimension first)."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Release the model."""
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """Input tensors, as declared or as read from the model."""
+        return list(self.manifest.inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        """Output tensors, as declared or as read from the model."""
+        return list(self.manifest.outputs)
+
+    @property
+    def device(self) -> str:
+        """Where the model runs ('cpu' or 'cuda')."""
+        return "cpu"
+
+
+def create_runtime(path: Path, manifest: Manifest, options: RuntimeOptions) -> Runtime:
+    """The runtime the manifest names."""
+    if manifest.runtime == "onnx":
+        from ml_service.runtime.onnx import OnnxRuntime
+
+        return OnnxRuntime(path, manifest, options)
+    if manifest.runtime == "torchscript":
+        from ml_service.runtime.torchscript import TorchScriptRuntime
+
+        return TorchScriptRuntime(path, manifest, options)
+    from ml_service.runtime.fake import FakeRuntime
+
+    return FakeRuntime(path, manifest, options)

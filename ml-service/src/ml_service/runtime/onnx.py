@@ -1,0 +1,93 @@
+"""ONNX Runtime: the fast path (all graph optimizations; CUDA when present and asked for)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml_service.manifest import DType, Manifest, TensorSpec
+from ml_service.runtime.base import Runtime, RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+_ORT_TYPES: dict[str, DType] = {
+    "tensor(bool)": "bool", "tensor(uint8)": "uint8", "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32", "tensor(uint64)": "uint64", "tensor(int8)": "int8",
+    "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64",
+    "tensor(float16)": "float16", "tensor(float)": "float32", "tensor(double)": "float64",
+    "tensor(string)": "string",
+}
+
+
+def choose_providers(device: str) -> list[str]:
+    """Execution providers for a device setting: CUDA first when available and not turned off."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        log.warning("ML_SERVICE_DEVICE=cuda but onnxruntime has no CUDA provider; using the CPU")
+    return ["CPUExecutionProvider"]
+
+
+def _spec(arg: Any) -> TensorSpec:
+    shape = [d if isinstance(d, int) and d > 0 else -1 for d in arg.shape]
+    return TensorSpec(name=arg.name, dtype=_ORT_TYPES.get(arg.type, "float32"), shape=shape)
+
+
+class OnnxRuntime(Runtime):
+    """An `onnxruntime.InferenceSession` over one .onnx file."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, manifest: Manifest, options: RuntimeOptions) -> None:
+        super().__init__(path, manifest, options)
+        self._session: Any = None
+        self._input_names: list[str] = []
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = self.options.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        providers = choose_providers(self.options.device)
+        self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+        self._input_names = [i.name for i in self._session.get_inputs()]
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self._session
+        if session is None:
+            raise RuntimeError("model is not loaded")
+        feed = {k: v for k, v in feeds.items() if k in self._input_names}
+        names = [o.name for o in session.get_outputs()]
+        results = session.run(names, feed)
+        return dict(zip(names, results, strict=True))
+
+    def unload(self) -> None:
+        self._session = None
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        if self._session is None or self.manifest.inputs:
+            return super().inputs
+        return [_spec(i) for i in self._session.get_inputs()]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        if self._session is None or self.manifest.outputs:
+            return super().outputs
+        return [_spec(o) for o in self._session.get_outputs()]
+
+    @property
+    def device(self) -> str:
+        if self._session is not None and "CUDAExecutionProvider" in self._session.get_providers():
+            return "cuda"
+        return "cpu"

@@ -1,0 +1,55 @@
+"""Service settings from the environment (built once in the entry point and passed in)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; names are `ML_SERVICE_<FIELD>` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="ML_SERVICE_", extra="ignore", populate_by_name=True)
+
+    model_cache_dir: Path = Field(
+        default=Path("models"),
+        validation_alias=AliasChoices("MODEL_CACHE_DIR", "ML_SERVICE_MODEL_CACHE_DIR", "model_cache_dir"),
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8001, ge=0, le=65535)
+    secret: str | None = Field(
+        default=None, validation_alias=AliasChoices("ML_SERVICE_SECRET", "secret"), repr=False
+    )
+    preload: str = ""
+    memory_budget_mb: int = Field(default=4096, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("secret")
+    @classmethod
+    def _blank_secret_is_none(cls, v: str | None) -> str | None:
+        return v if v and v.strip() else None
+
+    @property
+    def api_keys(self) -> list[str]:
+        """The accepted bearer tokens (ML_SERVICE_SECRET may hold several, comma-separated)."""
+        if not self.secret:
+            return []
+        return [k.strip() for k in self.secret.split(",") if k.strip()]
+
+    @property
+    def preload_names(self) -> list[str]:
+        """Model names to load at startup; `["*"]` means every valid model."""
+        return [p.strip() for p in self.preload.split(",") if p.strip()]
+
+    @property
+    def threads(self) -> int:
+        """Intra-op threads for runtimes."""
+        return self.intra_op_threads or (os.cpu_count() or 1)

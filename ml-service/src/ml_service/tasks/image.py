@@ -1,0 +1,112 @@
+"""Image classification: Pillow decode, resize/crop/normalize with numpy, softmax, labels, top-k."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ml_service.errors import InvalidInput, PayloadTooLarge
+from ml_service.tasks.base import ItemResult, Options, Prepared, Task, softmax
+from ml_service.tasks.text import classification_entry, parse_top_k
+
+_RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0}  # PIL.Image.Resampling values
+
+
+def decode_base64(value: str, where: str) -> bytes:
+    """Strict base64 (a `data:...;base64,` prefix is accepted)."""
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{where} is not valid base64") from None
+
+
+class ImageClassificationTask(Task):
+    """Takes base64 strings (seed API), raw bytes (V2 BYTES) or CHW float32 arrays (V2 pixel_values)."""
+
+    name = "image-classification"
+    data_keys = ("image", "images")
+
+    @property
+    def labels(self) -> list[str]:
+        return self.entry.labels or []
+
+    def parse_options(self, data: Mapping[str, Any]) -> Options:
+        return parse_top_k(data, len(self.labels))
+
+    def check_item(self, item: Any, where: str) -> None:
+        if isinstance(item, np.ndarray):
+            size = self.manifest.preprocessing.image_size
+            if item.shape != (3, size, size):
+                raise InvalidInput(f"{where} must have shape [3, {size}, {size}], got {list(item.shape)}")
+            return
+        if not isinstance(item, (str, bytes)):
+            raise InvalidInput(f"{where} must be a base64-encoded image string, got {type(item).__name__}")
+        # base64 is 4/3 of the bytes it holds
+        n = len(item) * 3 // 4 if isinstance(item, str) else len(item)
+        if n > self.limits.max_image_bytes:
+            raise PayloadTooLarge(f"{where} is about {n} bytes; the limit is {self.limits.max_image_bytes}")
+        if n == 0:
+            raise InvalidInput(f"{where} is empty")
+
+    def _decode(self, item: str | bytes, where: str) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        raw = decode_base64(item, where) if isinstance(item, str) else item
+        pre = self.manifest.preprocessing
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                src = Image.open(io.BytesIO(raw))
+                w, h = src.size
+                if w * h > self.limits.max_image_pixels:
+                    raise PayloadTooLarge(
+                        f"{where} has {w}x{h} pixels; the limit is {self.limits.max_image_pixels} pixels"
+                    )
+                img = src.convert("RGB")
+        except PayloadTooLarge:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
+                Image.DecompressionBombError):
+            raise InvalidInput(f"{where} is not a readable JPEG, PNG or WebP image") from None
+        short = pre.resize or pre.image_size
+        scale = short / min(w, h)
+        nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+        img = img.resize((nw, nh), resample=Image.Resampling(_RESAMPLE[pre.interpolation]))
+        size = pre.image_size
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+        pixels = np.asarray(img, dtype=np.float32)
+        norm: np.ndarray = (pixels - np.asarray(pre.mean, dtype=np.float32)) / np.asarray(pre.std, dtype=np.float32)
+        return np.ascontiguousarray(norm.transpose(2, 0, 1))
+
+    def preprocess(self, items: Sequence[Any]) -> list[Prepared | Exception]:
+        out: list[Prepared | Exception] = []
+        for i, item in enumerate(items):
+            try:
+                arr = item if isinstance(item, np.ndarray) else self._decode(item, f"image {i}")
+                out.append(Prepared(arr.astype(np.float32, copy=False)))
+            except (InvalidInput, PayloadTooLarge) as exc:
+                out.append(exc)
+        return out
+
+    def collate(self, batch: Sequence[Prepared]) -> dict[str, np.ndarray]:
+        name = self.manifest.inputs[0].name if self.manifest.inputs else "pixel_values"
+        return {name: np.stack([p.features for p in batch])}
+
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray], batch: Sequence[Prepared]
+    ) -> list[dict[str, np.ndarray]]:
+        out = outputs[self.output_name(outputs)]
+        probs = softmax(out) if self.manifest.postprocessing.softmax else out.astype(np.float32)
+        return [{"probabilities": row} for row in probs]
+
+    def format_seed(self, result: ItemResult, options: Options) -> dict[str, Any]:
+        return classification_entry(result.outputs["probabilities"], self.labels, options.top_k)
