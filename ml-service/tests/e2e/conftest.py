@@ -1,0 +1,96 @@
+"""e2e fixtures: the real models (built once per session) and the real server on an ephemeral port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def real_models() -> Path:
+    """The real model repository (MODEL_CACHE_DIR or <repo>/models), built if missing or stale."""
+    from ml_service.build import build_all, missing_models
+
+    root = Path(os.environ.get("MODEL_CACHE_DIR", REPO / "models"))
+    if missing_models(root):
+        build_all(root)
+    assert not missing_models(root)
+    return root
+
+
+class Server:
+    """A running `ml-service serve` process."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log
+
+    def client(self, **kw: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kw)  # type: ignore[arg-type]
+
+
+def start_server(model_dir: Path, tmp: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Server:
+    """Start the real server and wait until /health/ready answers 200."""
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    full_env = {**os.environ, "MODEL_CACHE_DIR": str(model_dir), "ML_SERVICE_PORT": str(port),
+                "ML_SERVICE_HOST": "127.0.0.1", **(env or {})}
+    exe = Path(sys.executable).with_name("ml-service")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(exe), "serve"], env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return Server(proc, url, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(Server(proc, url, log))
+    raise RuntimeError(f"server not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    if server.proc.poll() is None:
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        try:
+            server.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server(real_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real server with every real model preloaded (no auth)."""
+    s = start_server(real_models, tmp_path_factory.mktemp("server"), {"ML_SERVICE_PRELOAD": "*"})
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def secured_server(real_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real server with bearer auth on (keys 'key-one' and 'key-two'), lazy loading."""
+    s = start_server(real_models, tmp_path_factory.mktemp("secured"), {"ML_SERVICE_SECRET": "key-one,key-two"})
+    yield s
+    stop_server(s)
