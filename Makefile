@@ -42,3 +42,17 @@ e2e: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(MODEL_CACHE_DIR)
+
+# Benchmarks (need wrk: apt-get install wrk). Results and the command go to docs/benchmarks.md by hand.
+.PHONY: bench bench-limit bench-peers
+bench-limit: models
+	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR)
+
+bench: models
+	$(BIN)/python bench/serve.py --systems ml-service --model-dir $(MODEL_CACHE_DIR)
+
+bench-peers: models
+	bench/setup_peers.sh
+	$(BIN)/python bench/infinity_model.py
+	$(BIN)/python bench/serve.py --systems ml-service,infinity,litserve,naive --rounds 2 --no-image \
+		--model-dir $(MODEL_CACHE_DIR) --out bench/results/peers.json

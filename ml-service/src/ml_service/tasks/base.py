@@ -46,6 +46,8 @@ class Task(ABC):
     """Turns raw items into runtime feeds and runtime outputs into per-item results."""
 
     name: str = "base"
+    #: preprocessing is heavy enough to split across threads (image decoding)
+    parallel_preprocess: bool = False
     #: the `data` keys of the seed API: (single, list)
     data_keys: tuple[str, str] = ("", "")
 
@@ -123,7 +125,8 @@ class Task(ABC):
 
 def softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for large logits."""
-    z = x.astype(np.float32) - x.max(axis=-1, keepdims=True)
+    x = x.astype(np.float32, copy=False)
+    z = x - x.max(axis=-1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=-1, keepdims=True)
     out: np.ndarray = z

@@ -32,6 +32,7 @@ class ImageClassificationTask(Task):
     """Takes base64 strings (seed API), raw bytes (V2 BYTES) or CHW float32 arrays (V2 pixel_values)."""
 
     name = "image-classification"
+    parallel_preprocess = True
     data_keys = ("image", "images")
 
     @property

@@ -11,6 +11,9 @@ from ml_service.errors import InvalidInput, PayloadTooLarge
 from ml_service.manifest import TensorSpec
 from ml_service.tasks.base import ItemResult, Options, Prepared, Task
 
+# numpy kinds of the values sent that convert without loss to an input's kind
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+
 
 def _shape_ok(shape: tuple[int, ...], spec: TensorSpec) -> bool:
     """Whether a row's shape fits the spec without its batch dimension."""
@@ -39,9 +42,12 @@ class TensorTask(Task):
     def to_array(self, value: Any, name: str) -> np.ndarray:
         spec = self._specs()[name]
         try:
+            kind = np.asarray(value).dtype.kind  # what was sent: null, strings, bools are not numbers
             arr = np.asarray(value, dtype=np.dtype(spec.dtype))
         except (ValueError, TypeError, OverflowError):
             raise InvalidInput(f"input '{name}' is not a rectangular array of {spec.dtype}") from None
+        if arr.size and kind not in _ACCEPTED_KINDS.get(arr.dtype.kind, ""):
+            raise InvalidInput(f"input '{name}' must hold {spec.dtype} values")
         if arr.size > self.limits.max_tensor_elements:
             raise PayloadTooLarge(f"input '{name}' has {arr.size} elements; the limit is "
                                   f"{self.limits.max_tensor_elements}")

@@ -1,0 +1,395 @@
+"""The protocol codecs without a server: V2 JSON and binary tensors (checked against tritonclient's own
+encoder and decoder), V2 signatures, and the OpenAI request, dimensions and base64 helpers."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from ml_service import protocols
+from ml_service.errors import BadRequest, InvalidInput, MLServiceError, PayloadTooLarge
+from ml_service.manifest import Manifest
+from ml_service.repository import ModelEntry, ModelVersion
+from ml_service.tasks import create_task
+
+tritonclient_utils = pytest.importorskip("tritonclient.utils")
+InferResult = pytest.importorskip("tritonclient.http").InferResult
+
+IDS = [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}]
+
+
+def entry_for(task: str, labels: list[str] | None = None, **manifest: Any) -> ModelEntry:
+    """A valid in-memory model entry (nothing on disk is read)."""
+    base: dict[str, Any] = {"task": task}
+    if task in ("embedding", "text-classification"):
+        base["preprocessing"] = {"tokenizer": "tokenizer.json"}
+    if task in ("text-classification", "image-classification"):
+        base["labels"] = "labels.txt"
+    base.update(manifest)
+    m = Manifest.model_validate(base)
+    path = Path("/nonexistent/m")
+    return ModelEntry(name="m", path=path, manifest=m, versions={1: ModelVersion(1, path / "1")}, labels=labels)
+
+
+def task_for(entry: ModelEntry) -> Any:
+    assert entry.manifest is not None
+    return create_task(entry, entry.versions[1], entry.manifest)
+
+
+EMB = entry_for("embedding", inputs=IDS, outputs=[{"name": "sentence_embedding", "dtype": "float32",
+                                                    "shape": [-1, 384]}],
+                postprocessing={"output": "sentence_embedding"})
+CLS = entry_for("text-classification", labels=["a", "b", "c"])
+IMG = entry_for("image-classification", labels=["x", "y"], limits={"max_items": 4})
+TENSOR = entry_for("tensor", inputs=[{"name": "x", "dtype": "float32", "shape": [-1, 4]},
+                                     {"name": "flag", "dtype": "bool", "shape": [-1]}],
+                   outputs=[{"name": "y", "dtype": "int32", "shape": [-1, 2]}], limits={"max_tensor_elements": 1000})
+
+
+def body_of(doc: dict[str, Any], *blobs: bytes) -> tuple[bytes, str | None]:
+    head = orjson.dumps(doc)
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), str(len(head))
+
+
+def parse(entry: ModelEntry, doc: dict[str, Any], *blobs: bytes) -> protocols.InferRequest:
+    body, header = body_of(doc, *blobs)
+    return protocols.parse_infer_request(body, header, protocols.signature(entry))
+
+
+# -- signatures ----------------------------------------------------------------------------------
+
+def test_signatures_of_each_task() -> None:
+    assert protocols.model_metadata(EMB) == {
+        "name": "m", "versions": ["1"], "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [{"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}],
+    }
+    sig = protocols.signature(CLS)
+    assert [o.as_json() for o in sig.outputs] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+    ]
+    img = protocols.signature(IMG)
+    assert [i.as_json() for i in img.inputs] == [
+        {"name": "image", "datatype": "BYTES", "shape": [-1]},
+        {"name": "pixel_values", "datatype": "FP32", "shape": [-1, 3, 224, 224]},
+    ]
+    assert img.max_elements == {"image": 4, "pixel_values": 4 * 3 * 224 * 224}
+    ten = protocols.signature(TENSOR)
+    assert [i.as_json() for i in ten.inputs] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]},
+                                                 {"name": "flag", "datatype": "BOOL", "shape": [-1]}]
+    assert [o.as_json() for o in ten.outputs] == [{"name": "y", "datatype": "INT32", "shape": [-1, 2]}]
+
+
+# -- request parsing -----------------------------------------------------------------------------
+
+def test_json_text_input_nested_or_flat() -> None:
+    flat = parse(EMB, {"id": "r1", "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                               "data": ["a", "b"]}]})
+    nested = parse(EMB, {"inputs": [{"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": [["a"], ["b"]]}]})
+    assert flat.id == "r1" and nested.id is None
+    assert flat.inputs[0].data.tolist() == ["a", "b"]
+    assert protocols.request_raws(task_for(EMB), flat) == ["a", "b"]
+    assert protocols.request_raws(task_for(EMB), nested) == ["a", "b"]
+
+
+def test_binary_bytes_input_from_tritonclient_encoding() -> None:
+    texts = np.array(["héllo".encode(), b"", b"x" * 300], dtype=np.object_)
+    blob = tritonclient_utils.serialize_byte_tensor(texts).item()
+    req = parse(EMB, {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES",
+                                  "parameters": {"binary_data_size": len(blob)}}]}, blob)
+    assert protocols.request_raws(task_for(EMB), req) == ["héllo", "", "x" * 300]
+
+
+def test_binary_numeric_inputs_are_read_in_place() -> None:
+    x = np.arange(8, dtype="<f4").reshape(2, 4)
+    flag = np.array([True, False])
+    req = parse(TENSOR, {"inputs": [
+        {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}},
+        {"name": "flag", "shape": [2], "datatype": "BOOL", "parameters": {"binary_data_size": 2}},
+    ]}, x.tobytes(), flag.tobytes())
+    assert np.array_equal(req.inputs[0].data, x) and req.inputs[0].data.dtype == np.float32
+    assert req.inputs[1].data.tolist() == [True, False]
+    rows = protocols.request_raws(task_for(TENSOR), req)
+    assert len(rows) == 2 and np.array_equal(rows[1]["x"], x[1])
+
+
+def test_mixed_json_and_binary_inputs() -> None:
+    flag = np.array([1, 0], dtype=np.uint8)
+    req = parse(TENSOR, {"inputs": [
+        {"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [[1, 2, 3, 4], [5, 6, 7, 8.5]]},
+        {"name": "flag", "shape": [2], "datatype": "BOOL", "parameters": {"binary_data_size": 2}},
+    ]}, flag.tobytes())
+    assert req.inputs[0].data.dtype == np.float32 and req.inputs[0].data[1, 3] == 8.5
+
+
+@pytest.mark.parametrize(("doc", "error"), [
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]}, "expects BYTES"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "STRING", "data": ["a"]}]}, "datatype must be"),
+    ({"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a", "b"]}]}, "shape needs 3"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a", "b"]}]}, "more values"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [1]}]}, "must be strings"),
+    ({"inputs": [{"name": "text", "shape": [-1], "datatype": "BYTES", "data": ["a"]}]}, "non-negative"),
+    ({"inputs": [{"name": "nope", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}, "unknown input"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES"}]}, "neither data"),
+    ({"inputs": []}, "non-empty"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
+      "outputs": [{"name": "logits"}]}, "unknown output"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
+      "outputs": [{"name": "embedding", "parameters": {"classification": 2}}]}, "classification"),
+])
+def test_bad_requests_are_invalid_input(doc: dict[str, Any], error: str) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        parse(EMB, doc)
+
+
+@pytest.mark.parametrize(("data", "datatype", "error"), [
+    ([1.5, 2], "INT64", "holds floats"),
+    ([300], "UINT8", "outside the range"),
+    (["1"], "FP32", "holds strings"),
+    ([1, None], "FP32", "mixed"),
+    ([[1, 2], [3]], "FP32", "rectangular|values"),
+    ([1], "BOOL", "holds integers"),
+])
+def test_json_numbers_must_fit_the_datatype(data: list[Any], datatype: str, error: str) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        protocols.decode_json(data, datatype, (len(data),), "x")
+
+
+def test_json_numbers_convert_without_loss() -> None:
+    assert protocols.decode_json([1, 2.5], "FP16", (2,), "x").dtype == np.float16
+    assert protocols.decode_json([[True], [False]], "BOOL", (2, 1), "x").tolist() == [[True], [False]]
+    assert protocols.decode_json([2**64 - 1], "UINT64", (1,), "x")[0] == 2**64 - 1
+
+
+def test_empty_batch_is_rejected_by_the_task() -> None:
+    req = parse(EMB, {"inputs": [{"name": "text", "shape": [0], "datatype": "BYTES", "data": []}]})
+    with pytest.raises(InvalidInput, match="must not be empty"):
+        protocols.request_raws(task_for(EMB), req)
+
+
+def test_huge_declared_shape_is_refused_before_any_allocation() -> None:
+    t0 = time.perf_counter()
+    for doc in (
+        {"inputs": [{"name": "text", "shape": [10**15], "datatype": "BYTES", "data": ["a"]}]},
+        {"inputs": [{"name": "text", "shape": [2**40, 2**40], "datatype": "BYTES",
+                     "parameters": {"binary_data_size": 4}}]},
+    ):
+        with pytest.raises(PayloadTooLarge, match="at most 256"):
+            parse(EMB, doc, *([b"\0\0\0\0"] if "parameters" in doc["inputs"][0] else []))
+    with pytest.raises(PayloadTooLarge):
+        parse(IMG, {"inputs": [{"name": "pixel_values", "shape": [10**6, 3, 224, 224], "datatype": "FP32",
+                                "data": [0.0]}]})
+    with pytest.raises(PayloadTooLarge, match="257"):
+        parse(EMB, {"inputs": [{"name": "text", "shape": [257], "datatype": "BYTES", "data": ["a"] * 257}]})
+    assert time.perf_counter() - t0 < 1
+
+
+def test_binary_framing_errors() -> None:
+    good = np.arange(4, dtype="<f4").tobytes()
+    doc = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}},
+                      {"name": "flag", "shape": [1], "datatype": "BOOL", "data": [True]}]}
+    sig = protocols.signature(TENSOR)
+    head = orjson.dumps(doc)
+    with pytest.raises(BadRequest, match="Inference-Header-Content-Length is"):  # header larger than the body
+        protocols.parse_infer_request(head + good, str(len(head) + 100), sig)
+    with pytest.raises(BadRequest, match="must be an integer"):
+        protocols.parse_infer_request(head + good, "ten", sig)
+    with pytest.raises(BadRequest, match="runs past the end"):  # binary_data_size larger than the body
+        protocols.parse_infer_request(head + good[:8], str(len(head)), sig)
+    with pytest.raises(BadRequest, match="no input claims"):
+        protocols.parse_infer_request(head + good + b"xx", str(len(head)), sig)
+    with pytest.raises(BadRequest, match="no Inference-Header-Content-Length"):
+        protocols.parse_infer_request(head, None, sig)
+    small = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+                        {"name": "flag", "shape": [1], "datatype": "BOOL", "data": [True]}]}
+    head = orjson.dumps(small)
+    with pytest.raises(InvalidInput, match="needs 16"):  # shape and data length disagree
+        protocols.parse_infer_request(head + good[:8], str(len(head)), sig)
+
+
+@pytest.mark.parametrize(("blob", "count"), [
+    (b"\x05\0\0\0abc", 1),  # element longer than the data
+    (b"\x01\0\0\0a\x01\0", 2),  # truncated length of the second element
+    (b"\x01\0\0\0a\x01\0\0\0bEXTRA", 2),  # bytes after the last element
+])
+def test_malformed_bytes_elements(blob: bytes, count: int) -> None:
+    with pytest.raises(InvalidInput, match="binary data of input 'text'"):
+        protocols.split_bytes_elements(memoryview(blob), count, "text")
+
+
+def test_invalid_utf8_text_is_invalid_input() -> None:
+    blob = struct.pack("<I", 2) + b"\xff\xfe"
+    req = parse(EMB, {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                  "parameters": {"binary_data_size": len(blob)}}]}, blob)
+    with pytest.raises(InvalidInput, match="UTF-8"):
+        protocols.request_raws(task_for(EMB), req)
+
+
+def test_image_inputs() -> None:
+    pixels = np.zeros((2, 3, 224, 224), dtype="<f4")
+    req = parse(IMG, {"inputs": [{"name": "pixel_values", "shape": [2, 3, 224, 224], "datatype": "FP32",
+                                  "parameters": {"binary_data_size": pixels.nbytes}}]}, pixels.tobytes())
+    rows = protocols.request_raws(task_for(IMG), req)
+    assert len(rows) == 2 and rows[0].shape == (3, 224, 224)
+    req = parse(IMG, {"inputs": [{"name": "pixel_values", "shape": [1, 3, 100, 100], "datatype": "FP32",
+                                  "data": [0.0] * 30000}]})
+    with pytest.raises(InvalidInput, match=r"\[3, 224, 224\]"):
+        protocols.request_raws(task_for(IMG), req)
+    req = parse(IMG, {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["aGVsbG8="]}]})
+    assert protocols.request_raws(task_for(IMG), req) == ["aGVsbG8="]  # base64 in JSON; the task decodes it
+    both = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["aGVsbG8="]},
+                       {"name": "pixel_values", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                        "parameters": {"binary_data_size": pixels.nbytes // 2}}]}
+    with pytest.raises(InvalidInput, match="exactly one"):
+        protocols.request_raws(task_for(IMG), parse(IMG, both, pixels.tobytes()[:pixels.nbytes // 2]))
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+def _decode_with_tritonclient(head: dict[str, Any], blobs: list[bytes]) -> Any:
+    if not blobs:
+        return InferResult.from_response_body(orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY))
+    body, n = protocols.binary_body(head, blobs)
+    return InferResult.from_response_body(body, header_length=n)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_responses_decode_with_tritonclient(binary: bool) -> None:
+    probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]], dtype=np.float32)
+    tensors = {"probabilities": probs, "label": np.array(["b", "a"], dtype=object)}
+    req = protocols.InferRequest("abc", [], None, binary_output=binary)
+    head, blobs = protocols.infer_response("m", 3, req, tensors, protocols.signature(CLS))
+    assert head["model_version"] == "3" and head["id"] == "abc"
+    assert bool(blobs) is binary
+    result = _decode_with_tritonclient(head, blobs)
+    assert np.array_equal(result.as_numpy("probabilities"), probs)
+    labels = result.as_numpy("label").tolist()
+    assert labels == ([b"b", b"a"] if binary else ["b", "a"])
+
+
+def test_output_selection_and_per_output_binary_flag() -> None:
+    probs = np.eye(3, dtype=np.float32)[:2]
+    tensors = {"probabilities": probs, "label": np.array(["a", "b"], dtype=object)}
+    req = protocols.InferRequest(None, [], [protocols.OutputRequest("label", binary=True)])
+    head, blobs = protocols.infer_response("m", 1, req, tensors, protocols.signature(CLS))
+    assert [o["name"] for o in head["outputs"]] == ["label"] and "id" not in head
+    assert blobs == [struct.pack("<I", 1) + b"a" + struct.pack("<I", 1) + b"b"]
+    numeric = {"y": np.array([[1, 2], [3, 4]], dtype=np.int32)}
+    head, blobs = protocols.infer_response("m", 1, protocols.InferRequest(None, [], None), numeric,
+                                           protocols.signature(TENSOR))
+    assert head["outputs"][0]["datatype"] == "INT32"
+    assert orjson.loads(orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY))["outputs"][0]["data"] == [1, 2, 3, 4]
+
+
+def test_non_contiguous_outputs_are_encoded() -> None:
+    arr = np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2]
+    assert np.array_equal(np.frombuffer(protocols.encode_binary(arr), dtype="<f8").reshape(3, 2), arr)
+
+
+# -- OpenAI --------------------------------------------------------------------------------------
+
+def test_embeddings_request_parsing() -> None:
+    req = protocols.parse_embeddings_request({"model": "bert", "input": "hi"}, 2048)
+    assert req.texts == ["hi"] and req.encoding_format == "float" and req.dimensions is None
+    req = protocols.parse_embeddings_request(
+        {"model": "bert", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 8, "user": "u"}, 2048)
+    assert req.encoding_format == "base64" and req.dimensions == 8
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"input": "a"}, "'model' is required"),
+    ({"model": "m", "input": []}, "empty"),
+    ({"model": "m", "input": ["a"] * 2049}, "2049 items"),
+    ({"model": "m", "input": [[1, 2, 3]]}, "token ids"),
+    ({"model": "m", "input": ["a", 3]}, "list of strings"),
+    ({"model": "m"}, "'input' is required"),
+    ({"model": "m", "input": "a", "encoding_format": "hex"}, "encoding_format"),
+    ({"model": "m", "input": "a", "dimensions": 0}, "dimensions"),
+    ({"model": "m", "input": "a", "dimensions": True}, "dimensions"),
+    (["not", "an", "object"], "JSON object"),
+])
+def test_bad_embeddings_requests_are_400(body: Any, error: str) -> None:
+    with pytest.raises(BadRequest, match=error) as info:
+        protocols.parse_embeddings_request(body, 2048)
+    assert info.value.status_code == 400
+
+
+def test_dimensions_truncate_then_renormalize() -> None:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(3, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    out = protocols.truncate_embeddings(emb, 4)
+    assert out.shape == (3, 4) and out.flags.c_contiguous
+    assert np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-6)
+    assert np.allclose(out, emb[:, :4] / np.linalg.norm(emb[:, :4], axis=1, keepdims=True))
+    assert protocols.truncate_embeddings(emb, None) is emb
+    assert np.array_equal(protocols.truncate_embeddings(emb, 4, normalize=False), emb[:, :4])
+    with pytest.raises(BadRequest, match="17"):
+        protocols.truncate_embeddings(emb, 17)
+
+
+def test_embedding_objects_base64_is_little_endian_float32() -> None:
+    emb = np.array([[0.5, -1.25, 3.0]], dtype=np.float32)
+    (b64,) = protocols.embedding_objects(emb, "base64")
+    assert np.array_equal(np.frombuffer(base64.b64decode(b64["embedding"]), dtype="<f4"), emb[0])
+    (flt,) = protocols.embedding_objects(emb, "float")
+    assert orjson.loads(orjson.dumps(flt, option=orjson.OPT_SERIALIZE_NUMPY)) == {
+        "object": "embedding", "index": 0, "embedding": [0.5, -1.25, 3.0]}
+
+
+def test_errors_are_client_errors() -> None:
+    for exc in (BadRequest("x"), InvalidInput("x"), PayloadTooLarge("x")):
+        assert isinstance(exc, MLServiceError) and 400 <= exc.status_code < 500
+
+
+# -- a `tensor` model through the app (in process, the in-package fake runtime) ------------------
+
+def test_tensor_model_over_v2(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from ml_service.app import create_app
+    from ml_service.settings import Settings
+
+    mdir = tmp_path / "summer"
+    (mdir / "1").mkdir(parents=True)
+    (mdir / "1" / "model.fake").write_bytes(b"")
+    (mdir / "model.toml").write_text(
+        'task = "tensor"\nruntime = "fake"\nfile = "model.fake"\n'
+        '[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [-1, 4]\n'
+        '[[outputs]]\nname = "output"\ndtype = "float32"\nshape = [-1, 1]\n', encoding="utf-8")
+    settings = Settings(model_cache_dir=tmp_path, secret=None, preload="", device="cpu", intra_op_threads=1)
+    with TestClient(create_app(settings)) as client:
+        meta = client.get("/v2/models/summer").json()
+        assert meta["platform"] == "fake"
+        assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+        assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 1]}]
+        r = client.post("/v2/models/summer/infer", json={"inputs": [
+            {"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8]}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [2, 1], "data": [10.0, 26.0]}]
+        x = np.arange(8, dtype="<f4").reshape(2, 4)
+        head = orjson.dumps({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x.nbytes}}],
+                             "parameters": {"binary_data_output": True}})
+        r = client.post("/v2/models/summer/infer", content=head + x.tobytes(),
+                        headers={"Inference-Header-Content-Length": str(len(head))})
+        assert r.status_code == 200, r.text
+        n = int(r.headers["Inference-Header-Content-Length"])
+        out = InferResult.from_response_body(r.content, header_length=n).as_numpy("output")
+        assert out.tolist() == [[6.0], [22.0]]
+        bad = client.post("/v2/models/summer/infer", json={"inputs": [
+            {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]})
+        assert bad.status_code == 422 and "expected [-1, 4]" in bad.json()["error"]
+        wrong = client.post("/v2/models/summer/infer", json={"inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]})
+        assert wrong.status_code == 422 and "expects FP32" in wrong.json()["error"]

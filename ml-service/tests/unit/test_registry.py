@@ -1,0 +1,314 @@
+"""The registry: lazy loading (once), LRU eviction under the memory budget, failed loads, unload."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from ml_service.errors import ModelUnavailable
+from ml_service.registry import ModelRegistry, estimate_bytes
+from ml_service.repository import ModelRepository
+
+MB = 1024 * 1024
+
+
+class CountingRegistry(ModelRegistry):
+    """The real registry, counting how often it actually loads a model version."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loads: list[tuple[str, int]] = []
+
+    def _load_sync(self, entry, mv, *args, **kwargs):
+        self.loads.append((entry.name, mv.number))
+        return super()._load_sync(entry, mv, *args, **kwargs)
+
+
+def _registry(root, settings_for, **overrides) -> CountingRegistry:
+    repo = ModelRepository(root)
+    repo.scan()
+    return CountingRegistry(repo, settings_for(root, **overrides))
+
+
+def _run(registry: ModelRegistry, scenario):
+    async def main():
+        try:
+            await scenario()
+        finally:
+            await registry.close()
+
+    asyncio.run(main())
+
+
+def _sparse(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def test_models_load_lazily(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", fake_manifest())
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        assert reg.state("m", 1) == ("unloaded", None, None)
+        assert reg.loaded == []
+        assert reg.loads == []
+        model = await reg.get("m")
+        assert (model.name, model.version) == ("m", 1)
+        state, error, loaded = reg.state("m", 1)
+        assert (state, error, loaded) == ("ready", None, model)
+        assert await reg.get("m") is model
+        assert reg.loads == [("m", 1)]
+        assert model.memory_bytes > 0
+        assert reg.used_bytes() == model.memory_bytes
+
+    _run(reg, scenario)
+
+
+def test_concurrent_first_requests_load_exactly_once(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "slow", {**fake_manifest(load_delay_ms=200), "aliases": ["s"]})
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        models = await asyncio.gather(*(reg.get("slow" if i % 2 else "s") for i in range(12)),
+                                      reg.load("slow"), reg.load("slow", 1))
+        assert reg.loads == [("slow", 1)]
+        assert all(m is models[0] for m in models)
+        assert reg.state("slow", 1)[0] == "ready"
+
+    _run(reg, scenario)
+
+
+def test_a_loaded_model_computes(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", fake_manifest())
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        async with reg.use("m") as model:
+            assert model.in_flight == 1
+            rows = model.task.rows_from_arrays({"x": np.arange(8, dtype=np.float32).reshape(2, 4)})
+            results = await asyncio.gather(*model.batcher.submit(rows, 10.0))
+        assert model.in_flight == 0
+        assert [float(r.outputs["output"][0]) for r in results] == [6.0, 22.0]
+
+    _run(reg, scenario)
+
+
+def test_lru_eviction_under_the_memory_budget(repo_root, make_model, fake_manifest, settings_for):
+    for name in ("a", "b", "c"):
+        mdir = make_model(repo_root, name, fake_manifest())
+        _sparse(mdir / "1" / "weights.bin", 100 * MB)
+    # each model is estimated at ~146 MB: two fit in 365 MB, three do not
+    reg = _registry(repo_root, settings_for, memory_budget_mb=365)
+    entry = reg.repository.get("a")
+    per_model = estimate_bytes(entry, entry.version(None))
+    assert 2 * per_model <= reg.budget_bytes < 3 * per_model
+
+    async def scenario():
+        await reg.get("a")
+        await reg.get("b")
+        await asyncio.sleep(0.01)
+        await reg.get("a")  # a is now more recently used than b
+        await reg.get("c")
+        assert sorted(m.name for m in reg.loaded) == ["a", "c"]
+        assert reg.state("b", 1)[0] == "unloaded"
+        assert reg.used_bytes() <= reg.budget_bytes
+        await reg.get("b")  # comes back on demand, evicting a (now the least recently used)
+        assert sorted(m.name for m in reg.loaded) == ["b", "c"]
+        assert reg.loads == [("a", 1), ("b", 1), ("c", 1), ("b", 1)]
+
+    _run(reg, scenario)
+
+
+def test_concurrent_loads_of_different_models_stay_within_the_budget(repo_root, make_model, fake_manifest,
+                                                                      settings_for):
+    for name in ("a", "b", "c"):
+        mdir = make_model(repo_root, name, fake_manifest(load_delay_ms=100))
+        _sparse(mdir / "1" / "weights.bin", 100 * MB)
+    reg = _registry(repo_root, settings_for, memory_budget_mb=365)  # room for two
+
+    async def scenario():
+        results = await asyncio.gather(*(reg.get(n) for n in ("a", "b", "c")), return_exceptions=True)
+        loaded = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert all(isinstance(r, ModelUnavailable) for r in refused), refused
+        assert len(loaded) >= 1
+        assert sorted(m.name for m in reg.loaded) == sorted(m.name for m in loaded)
+        assert reg.used_bytes() <= reg.budget_bytes
+        await reg.get("c")  # once the loads are done, idle models make room as usual
+        assert reg.used_bytes() <= reg.budget_bytes
+
+    _run(reg, scenario)
+
+
+def test_models_with_requests_in_flight_are_never_evicted(repo_root, make_model, fake_manifest, settings_for):
+    for name in ("a", "b", "c"):
+        mdir = make_model(repo_root, name, fake_manifest())
+        _sparse(mdir / "1" / "weights.bin", 100 * MB)
+    reg = _registry(repo_root, settings_for, memory_budget_mb=365)
+
+    async def scenario():
+        async with reg.use("a"):  # a is the least recently used, but busy
+            await reg.get("b")
+            await reg.get("c")
+            assert sorted(m.name for m in reg.loaded) == ["a", "c"]
+            async with reg.use("c"):
+                with pytest.raises(ModelUnavailable, match="ML_SERVICE_MEMORY_BUDGET_MB"):
+                    await reg.get("b")
+                assert reg.state("b", 1)[0] == "unloaded"
+                assert sorted(m.name for m in reg.loaded) == ["a", "c"]
+        await reg.get("b")  # nothing is busy any more: the least recently used goes
+        assert len(reg.loaded) == 2
+
+    _run(reg, scenario)
+
+
+def test_models_with_queued_items_are_never_evicted(repo_root, make_model, fake_manifest, settings_for):
+    mdir = make_model(repo_root, "busy", fake_manifest(delay_ms=400))
+    _sparse(mdir / "1" / "weights.bin", 100 * MB)
+    mdir = make_model(repo_root, "other", fake_manifest())
+    _sparse(mdir / "1" / "weights.bin", 100 * MB)
+    reg = _registry(repo_root, settings_for, memory_budget_mb=200)
+
+    async def scenario():
+        busy = await reg.get("busy")
+        rows = busy.task.rows_from_arrays({"x": np.ones((1, 4), dtype=np.float32)})
+        futures = busy.batcher.submit(rows, 10.0)
+        with pytest.raises(ModelUnavailable):
+            await reg.get("other")
+        assert [m.name for m in reg.loaded] == ["busy"]
+        result = await asyncio.gather(*futures)
+        assert float(result[0].outputs["output"][0]) == 4.0
+        await reg.get("other")  # now idle: evicted
+        assert [m.name for m in reg.loaded] == ["other"]
+
+    _run(reg, scenario)
+
+
+def test_a_model_over_the_whole_budget_is_refused(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", fake_manifest())
+    reg = _registry(repo_root, settings_for, memory_budget_mb=1)
+
+    async def scenario():
+        with pytest.raises(ModelUnavailable, match="not enough memory budget"):
+            await reg.get("m")
+        assert reg.loaded == []
+        assert reg.loads == []
+
+    _run(reg, scenario)
+
+
+def test_failed_load_is_reported_and_does_not_affect_others(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "bad", fake_manifest(fail_load="cannot read /srv/secret/dir/weights.bin: corrupted"))
+    make_model(repo_root, "good", fake_manifest())
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        with pytest.raises(ModelUnavailable) as info:
+            await reg.get("bad")
+        assert info.value.status_code == 503
+        assert "corrupted" in info.value.message
+        state, error, loaded = reg.state("bad", 1)
+        assert state == "failed"
+        assert loaded is None
+        assert error == "RuntimeError: cannot read weights.bin: corrupted"  # no directories leak
+        assert "/srv" not in info.value.message
+        # a failed load is not retried by every request
+        with pytest.raises(ModelUnavailable, match="failed to load"):
+            await reg.get("bad")
+        assert reg.loads == [("bad", 1)]
+        good = await reg.get("good")
+        assert reg.state("good", 1)[0] == "ready"
+        assert reg.loaded == [good]
+
+    _run(reg, scenario)
+
+
+def test_explicit_load_with_retry_failed(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", fake_manifest(fail_load="not yet"))
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        with pytest.raises(ModelUnavailable):
+            await reg.load("m")
+        with pytest.raises(ModelUnavailable):
+            await reg.load("m", retry_failed=True)  # still broken: tried again, fails again
+        assert reg.loads == [("m", 1), ("m", 1)]
+        make_model(repo_root, "m", fake_manifest())  # fixed on disk
+        reg.repository.scan()
+        with pytest.raises(ModelUnavailable, match="not yet"):
+            await reg.load("m")  # without retry_failed the failure sticks
+        assert len(reg.loads) == 2
+        model = await reg.load("m", retry_failed=True)
+        assert reg.state("m", 1) == ("ready", None, model)
+        assert len(reg.loads) == 3
+
+    _run(reg, scenario)
+
+
+def test_labels_that_do_not_match_the_outputs_fail_the_load(repo_root, make_model, settings_for):
+    manifest = {
+        "task": "image-classification", "runtime": "fake", "file": "model.fake", "labels": "labels.txt",
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}],
+    }
+    make_model(repo_root, "m", manifest, labels=["cat", "dog"])
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        with pytest.raises(ModelUnavailable, match="3 classes but the labels file has 2"):
+            await reg.get("m")
+        assert reg.state("m", 1)[0] == "failed"
+
+    _run(reg, scenario)
+
+
+def test_unload_one_version_or_all(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", {**fake_manifest(), "version_policy": "all"}, versions=(1, 2))
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        v1 = await reg.get("m", 1)
+        await reg.get("m", "2")
+        assert sorted(m.version for m in reg.loaded) == [1, 2]
+        assert await reg.unload("m", 1) == [1]
+        assert reg.state("m", 1)[0] == "unloaded"
+        assert reg.state("m", 2)[0] == "ready"
+        with pytest.raises(ModelUnavailable):  # its batcher is stopped
+            v1.batcher.submit([{"x": np.zeros(4, dtype=np.float32)}], 1.0)
+        assert await reg.unload("m", 1) == []
+        await reg.get("m", 1)
+        assert sorted(await reg.unload("m")) == [1, 2]
+        assert reg.loaded == []
+        assert reg.loads == [("m", 1), ("m", 2), ("m", 1)]
+
+    _run(reg, scenario)
+
+
+def test_unload_clears_a_failed_state(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", fake_manifest(fail_load="boom"))
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        with pytest.raises(ModelUnavailable):
+            await reg.get("m")
+        assert await reg.unload("m") == []
+        assert reg.state("m", 1) == ("unloaded", None, None)
+
+    _run(reg, scenario)
+
+
+def test_close_unloads_everything(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "a", fake_manifest())
+    make_model(repo_root, "b", fake_manifest())
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        await reg.get("a")
+        await reg.get("b")
+        await reg.close()
+        assert reg.loaded == []
+        assert reg.state("a", 1)[0] == "unloaded"
+
+    _run(reg, scenario)
