@@ -7,6 +7,7 @@ Built from the prose of the Python language reference that ships with CPython
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,13 +33,39 @@ def _sentences(text: str) -> list[str]:
     return out
 
 
+def _docstrings() -> list[str]:
+    """Docstrings of pure-Python stdlib modules and their public functions and classes, in a fixed order."""
+    import importlib
+    import inspect
+    import warnings
+
+    skip = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "__main__", "pydoc_data"}
+    docs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in sorted(sys.stdlib_module_names):
+            if name.startswith("_") or name in skip:
+                continue
+            try:
+                mod = importlib.import_module(name)
+            except Exception:  # noqa: S112 - modules that do not import here are skipped
+                continue
+            docs.append(mod.__doc__ or "")
+            for attr in sorted(dir(mod)):
+                obj = getattr(mod, attr, None)
+                if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) \
+                        and getattr(obj, "__module__", None) == name:
+                    docs.append(inspect.getdoc(obj) or "")
+    return docs
+
+
 def make_corpus(n: int = 2000) -> list[str]:
     from pydoc_data.topics import topics
 
     seen: set[str] = set()
     out: list[str] = []
-    for key in sorted(topics):
-        for s in _sentences(topics[key]):
+    for text in [topics[k] for k in sorted(topics)] + _docstrings():
+        for s in _sentences(text):
             if s not in seen:
                 seen.add(s)
                 out.append(s)
