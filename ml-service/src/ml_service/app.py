@@ -13,6 +13,7 @@ from ml_service import __version__
 from ml_service.api import openai, seed, v2
 from ml_service.api.deps import BodyLimitMiddleware
 from ml_service.api.errors import install_error_handlers
+from ml_service.api.fast import FastRoutes
 from ml_service.service import InferenceService
 from ml_service.settings import Settings
 
@@ -47,4 +48,5 @@ def create_app(settings: Settings | None = None, service: InferenceService | Non
     app.include_router(v2.router)
     app.include_router(openai.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(FastRoutes, service=service, settings=settings)  # outermost: skips the rest
     return app

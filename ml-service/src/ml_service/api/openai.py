@@ -5,6 +5,8 @@ Errors come back in OpenAI's shape (api/errors.py). The logic lives in `ml_servi
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -12,17 +14,14 @@ from ml_service import protocols
 from ml_service.api.deps import get_service, json_response, read_json, require_auth
 from ml_service.errors import BadRequest, ModelNotFound
 from ml_service.service import InferenceService
+from ml_service.settings import Settings
 
 router = APIRouter(dependencies=[Depends(require_auth)], tags=["openai"])
 
 
-@router.post("/v1/embeddings")
-@router.post("/embeddings")
-async def embeddings(request: Request) -> Response:
-    """Embeddings of a string or a list of strings; `float` or `base64` encoding; optional `dimensions`."""
-    service = get_service(request)
-    body = await read_json(request)
-    req = protocols.parse_embeddings_request(body, request.app.state.settings.openai_max_inputs)
+async def create_embeddings(service: InferenceService, settings: Settings, body: Any) -> dict[str, Any]:
+    """The embeddings response body for a request body (HTTP-free: the fast path calls it too)."""
+    req = protocols.parse_embeddings_request(body, settings.openai_max_inputs)
     entry = service.entry(req.model)
     mv = entry.version(None)
     manifest = entry.manifest
@@ -35,12 +34,22 @@ async def embeddings(request: Request) -> Response:
         raise BadRequest(f"'dimensions' is {req.dimensions} but model '{entry.name}' has {dim}")
     emb, tokens = await protocols.embed_texts(service, entry.name, req.texts, mv.number)
     emb = protocols.truncate_embeddings(emb, req.dimensions, manifest.postprocessing.normalize)
-    return json_response({
+    return {
         "object": "list",
         "data": protocols.embedding_objects(emb, req.encoding_format),
         "model": entry.name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    })
+    }
+
+
+@router.post("/v1/embeddings")
+@router.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    """Embeddings of a string or a list of strings; `float` or `base64` encoding; optional `dimensions`.
+
+    Served by the fast path (api/fast.py) in the running app; this route documents it and backs it."""
+    body = await read_json(request)
+    return json_response(await create_embeddings(get_service(request), request.app.state.settings, body))
 
 
 @router.get("/v1/models")

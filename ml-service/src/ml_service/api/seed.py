@@ -43,11 +43,8 @@ def _parse_version(value: Any) -> str | int | None:
     return value
 
 
-@router.post("/inference")
-async def inference(request: Request) -> Response:
-    """`{"model_type", "data", "version"?}` -> one output per input, plus timings."""
-    service: InferenceService = request.app.state.service
-    body = await read_json(request)
+async def seed_inference(service: InferenceService, body: Any) -> dict[str, Any]:
+    """`{"model_type", "data", "version"?}` -> the response body (HTTP-free: the fast path calls it too)."""
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object with 'model_type' and 'data'")
     model_type = body.get("model_type")
@@ -59,12 +56,20 @@ async def inference(request: Request) -> Response:
     result, options = await service.infer_seed(model_type, data, _parse_version(body.get("version")))
     model = await service.model(result.model, result.version)
     fmt = model.task.format_seed
-    return json_response({
+    return {
         "model": result.model,
         "version": str(result.version),
         "outputs": [fmt(item, options) for item in result.items],
         "timings_ms": result.timings_ms,
-    })
+    }
+
+
+@router.post("/inference")
+async def inference(request: Request) -> Response:
+    """`{"model_type", "data", "version"?}` -> one output per input, plus timings.
+
+    Served by the fast path (api/fast.py) in the running app; this route documents it and backs it."""
+    return json_response(await seed_inference(get_service(request), await read_json(request)))
 
 
 @router.get("/models")

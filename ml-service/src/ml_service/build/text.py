@@ -115,8 +115,10 @@ def text_manifest(task: str, aliases: list[str], card: dict[str, str], labels: s
         top["labels"] = labels
     tables: dict[str, dict[str, Any]] = {
         "preprocessing": {"tokenizer": "tokenizer.json", "max_tokens": MAX_TOKENS},
-        "batching": batching or {"max_batch_size": 32, "max_batch_tokens": 16384, "max_queue_delay_ms": 2.0,
-                                 "max_queue_size": 2048},
+        # Measured on 2 cores (docs/benchmarks.md): small, length-sorted batches beat big ones for int8
+        # MiniLM on CPU; the token budget keeps long texts in smaller batches.
+        "batching": batching or {"max_batch_size": 16, "max_batch_tokens": 128, "window_factor": 4,
+                                 "max_queue_delay_ms": 2.0, "max_queue_size": 2048},
         "limits": {"max_items": 256, "max_text_chars": 50000},
         "card": card,
     }
