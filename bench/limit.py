@@ -77,6 +77,15 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float) -
         first = task.preprocess(batches[0])
         runtime.predict(task.collate(first))  # type: ignore[arg-type]  # warm-up
         out[str(bs)] = _run(task, runtime, batches, settings.workers(), seconds)
+    if not sort:  # one request alone: a single sentence at a time on one worker, as the server runs it
+        lat = []
+        for text in texts[:300]:
+            t = time.perf_counter()
+            batch = task.preprocess([text])
+            feeds = task.collate(batch)  # type: ignore[arg-type]
+            task.postprocess(runtime.predict(feeds), feeds, batch)  # type: ignore[arg-type]
+            lat.append((time.perf_counter() - t) * 1000)
+        out["single_p50_ms"] = statistics.median(lat)
     out["workers"] = settings.workers()
     out["threads"] = settings.threads
     return out
@@ -109,17 +118,20 @@ def main() -> None:
                 res = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 runs[f"v{v} {o}"].append(json.loads(res.stdout.strip().splitlines()[-1]))
                 progress.advance(bar)
-    table = {k: {bs: {"median": statistics.median(r[str(bs)] for r in rs),
-                      "min": min(r[str(bs)] for r in rs), "max": max(r[str(bs)] for r in rs)}
-                 for bs in BATCHES} for k, rs in runs.items()}
+    table: dict[str, Any] = {k: {bs: {"median": statistics.median(r[str(bs)] for r in rs),
+                                      "min": min(r[str(bs)] for r in rs), "max": max(r[str(bs)] for r in rs)}
+                                 for bs in BATCHES} for k, rs in runs.items()}
+    single = {k: statistics.median(r["single_p50_ms"] for r in rs) for k, rs in runs.items() if "arrival" in k}
     print(f"\nin-process limit, {args.model}, sentences/s (median of {args.rounds}; min-max)")
     print("| version / order | " + " | ".join(f"bs={b}" for b in BATCHES) + " |")
     print("|---" * (len(BATCHES) + 1) + "|")
     for k, row in table.items():
         cells = [f"{row[b]['median']:.0f} ({row[b]['min']:.0f}-{row[b]['max']:.0f})" for b in BATCHES]
         print(f"| {k} | " + " | ".join(cells) + " |")
+    for k, ms in single.items():
+        print(f"single-item latency alone, {k.split()[0]}: p50 {ms:.2f} ms")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"threads": os.cpu_count(), "table": table}, indent=2))
+    args.out.write_text(json.dumps({"cores": os.cpu_count(), "table": table, "single_p50_ms": single}, indent=2))
     print(f"written {args.out}")
 
 

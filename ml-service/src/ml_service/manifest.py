@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ml_service.errors import ManifestError
 
 Task = Literal["embedding", "text-classification", "image-classification", "tensor"]
-RuntimeName = Literal["onnx", "torchscript", "fake"]
+RuntimeName = Literal["onnx", "openvino", "torchscript", "fake"]
 DType = Literal[
     "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
     "float16", "float32", "float64", "string",

@@ -64,6 +64,10 @@ def create_runtime(path: Path, manifest: Manifest, options: RuntimeOptions) -> R
         from ml_service.runtime.onnx import OnnxRuntime
 
         return OnnxRuntime(path, manifest, options)
+    if manifest.runtime == "openvino":
+        from ml_service.runtime.openvino import OpenVinoRuntime
+
+        return OpenVinoRuntime(path, manifest, options)
     if manifest.runtime == "torchscript":
         from ml_service.runtime.torchscript import TorchScriptRuntime
 
