@@ -50,7 +50,8 @@ def _run(task: Any, runtime: Any, batches: list[list[str]], workers: int, second
     return counter["items"] / (time.perf_counter() - t0)
 
 
-def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float) -> dict[str, float]:
+def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
+        runtime_name: str | None = None) -> dict[str, float]:
     """Run one (version, order) point in this process; returns sentences/s per batch size.
 
     Like the server: `workers` threads (one per core by default) each take the next batch and run it
@@ -64,6 +65,8 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float) -
     repo.scan()
     registry = ModelRegistry(repo, settings)
     entry = repo.get(model)
+    if runtime_name and entry.manifest is not None:  # the same files through another runtime
+        entry.manifest = entry.manifest.model_copy(update={"runtime": runtime_name})
     loaded = registry._load_sync(entry, entry.version(version), 0)
     task, runtime = loaded.task, loaded.runtime
     texts = corpus()
@@ -99,11 +102,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "limit.json")
+    ap.add_argument("--runtime", default=None, help="override the manifest's runtime (onnx, openvino)")
     ap.add_argument("--one", nargs=2, metavar=("VERSION", "ORDER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         version, order = args.one
-        print(json.dumps(one(args.model_dir, args.model, version, order == "sorted", args.seconds)))
+        print(json.dumps(one(args.model_dir, args.model, version, order == "sorted", args.seconds, args.runtime)))
         return
     from rich.progress import Progress
 
@@ -114,7 +118,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for v, o in points:  # interleaved rounds, one process per point
                 cmd = [sys.executable, __file__, "--model-dir", str(args.model_dir), "--model", args.model,
-                       "--seconds", str(args.seconds), "--one", v, o]
+                       "--seconds", str(args.seconds), "--one", v, o] + (
+                    ["--runtime", args.runtime] if args.runtime else [])
                 res = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 runs[f"v{v} {o}"].append(json.loads(res.stdout.strip().splitlines()[-1]))
                 progress.advance(bar)
