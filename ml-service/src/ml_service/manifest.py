@@ -105,7 +105,7 @@ class VersionOverride(_Strict):
 
 
 VersionPolicy = Annotated[
-    Literal["latest", "all"] | list[Annotated[int, Field(ge=1)]],
+    Literal["latest", "all"] | Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)],
     Field(description="which versions are served"),
 ]
 

@@ -43,7 +43,8 @@ class InferenceService:
         """Scan the repository and load each preloaded model's default version; readiness waits for it.
 
         Other served versions load lazily when a request pins them."""
-        self.repository.scan()
+        if not self.repository.entries:
+            self.repository.scan()
         names = self.settings.preload_names
         if names == ["*"]:
             names = [n for n, e in self.repository.entries.items() if e.valid]

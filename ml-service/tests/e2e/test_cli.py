@@ -1,0 +1,60 @@
+"""The `ml-service` command on the real models: predict in process, list and validate the repository."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ml_service.build.checks import photo_bytes
+
+EXE = str(Path(sys.executable).with_name("ml-service"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_predict_text_embedding(real_models: Path) -> None:
+    r = run("predict", "text-embedding", "--text", "Clean the gutters", "--model-dir", str(real_models))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == "text-embedding" and out["version"] == "2"
+    vec = np.array(out["outputs"][0]["embedding"])
+    assert vec.shape == (384,) and abs(np.linalg.norm(vec) - 1) < 1e-4
+
+
+def test_predict_classifier_and_image(real_models: Path, tmp_path: Path) -> None:
+    r = run("predict", "task", "--text", "Mow the lawn", "--text", "Book the car service", "--top-k", "2",
+            "--model-dir", str(real_models))
+    assert r.returncode == 0, r.stderr
+    assert [o["label"] for o in json.loads(r.stdout)["outputs"]] == ["garden", "car"]
+    photo = tmp_path / "coffee.png"
+    photo.write_bytes(photo_bytes()["coffee"])
+    r = run("predict", "cnn", "--image", str(photo), "--model-dir", str(real_models))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["outputs"][0]["label"] == "espresso"
+
+
+def test_predict_errors_are_clear(real_models: Path) -> None:
+    r = run("predict", "nope", "--text", "x", "--model-dir", str(real_models))
+    assert r.returncode == 1 and "model_not_found" in r.stdout + r.stderr
+    r = run("predict", "bert", "--model-dir", str(real_models))
+    assert r.returncode == 2
+
+
+def test_models_list_and_validate(real_models: Path, tmp_path: Path) -> None:
+    r = run("models", "list", "--model-dir", str(real_models))
+    assert r.returncode == 0
+    for name in ("text-embedding", "intent-classifier", "task-category", "item-classifier"):
+        assert name[:8] in r.stdout
+    r = run("models", "validate", str(real_models))
+    assert r.returncode == 0 and r.stdout.count("ok") >= 4
+    bad = tmp_path / "broken"
+    (bad / "1").mkdir(parents=True)
+    (bad / "model.toml").write_text('task = "embedding"\n')  # a text task without a tokenizer
+    r = run("models", "validate", str(bad))
+    assert r.returncode == 1 and "tokenizer" in r.stdout
