@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml_service.errors import DeadlineExceeded, ManifestError
-from ml_service.registry import LoadedModel, ModelRegistry
+from ml_service.registry import LoadedModel, ModelRegistry, estimate_bytes
 from ml_service.repository import ModelEntry, ModelRepository
 from ml_service.settings import Settings
 from ml_service.tasks import ItemResult, Options
@@ -119,6 +119,7 @@ class InferenceService:
                     "state": state,
                     "error": error or mv.error,
                     "memory_mb": round(loaded.memory_bytes / 2**20, 1) if loaded else None,
+                    "estimated_memory_mb": round(estimate_bytes(entry, mv) / 2**20, 1),
                     "device": loaded.runtime.device if loaded else None,
                     "batches": loaded.batcher.stats.batches if loaded else None,
                     "mean_batch_size": loaded.batcher.stats.mean_recent_size() if loaded else None,
