@@ -221,11 +221,10 @@ def summarize(results: dict[str, list[dict[str, Any]]], lim: dict[str, Any] | No
                 cells.append("-")
                 continue
             t, lo, hi = med([r["items_per_s"] for r in runs])
-            p50 = statistics.median(r["p50_ms"] for r in runs)
-            p99 = statistics.median(r["p99_ms"] for r in runs)
+            p50, p95, p99 = (statistics.median(r[f"p{q}_ms"] for r in runs) for q in (50, 95, 99))
             err = sum(r["errors"] for r in runs)
-            cells.append(f"{t:.0f} ({lo:.0f}-{hi:.0f}); p50 {p50:.1f} / p99 {p99:.0f} ms" + (f"; {err} err" if err
-                                                                                               else ""))
+            cells.append(f"{t:.0f} ({lo:.0f}-{hi:.0f}); p50 {p50:.1f} / p95 {p95:.0f} / p99 {p99:.0f} ms; "
+                         f"{err} errors")
         cs = statistics.median(r["cold_start_s"] for r in rounds)
         idle = statistics.median(r["idle_rss_mb"] for r in rounds)
         peak = max(r["peak_rss_mb"] for r in rounds)
