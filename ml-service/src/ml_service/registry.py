@@ -119,6 +119,8 @@ class ModelRegistry:
         finally:
             model.in_flight -= 1
             model.last_used = time.monotonic()
+            if model.encoder is not None:  # a head's requests use its encoder too
+                model.encoder.last_used = model.last_used
 
     async def load(self, name: str, version: int | None = None, *, retry_failed: bool = False) -> LoadedModel:
         """Load a version once, however many callers ask at the same time."""

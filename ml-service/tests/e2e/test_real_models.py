@@ -131,3 +131,20 @@ def test_coffee_is_espresso(real_models: Path) -> None:
     items = served(real_models, "cnn", {"image": base64.b64encode(photo_bytes()["coffee"]).decode()})
     labels = (real_models / "item-classifier" / "labels.txt").read_text().splitlines()
     assert labels[int(items[0].outputs["probabilities"].argmax())] == "espresso"
+
+
+def test_task_category_v2_is_the_head_on_shared_int8_embeddings(real_models: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    texts = ["Descale the kettle", "Walk the dog after dinner", "Sign the school trip form"]
+    head = onnx.load(str(real_models / "task-category" / "2" / "head.onnx"))
+    weights = {t.name: numpy_helper.to_array(t) for t in head.graph.initializer}
+    emb = np.stack([i.outputs["embedding"] for i in served(real_models, "text-embedding", {"texts": texts}, "2")])
+    logits = emb @ weights["head_weight_t"] + weights["head_bias"]
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    got = np.stack([i.outputs["probabilities"] for i in served(real_models, "task-category", {"texts": texts})])
+    assert np.abs(got - want).max() < 1e-4  # int8 activations are quantized per batch: small differences
+    labels = (real_models / "task-category" / "labels.txt").read_text().split()
+    assert [labels[int(p.argmax())] for p in got] == ["kitchen", "pets", "kids"]
