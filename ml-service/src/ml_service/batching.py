@@ -31,19 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from ml_service.errors import DeadlineExceeded, MLServiceError, ModelUnavailable, QueueFull
+from ml_service.errors import DeadlineExceeded, InferenceFailed, MLServiceError, ModelUnavailable, QueueFull
 from ml_service.manifest import Batching
 from ml_service.runtime.base import Runtime
 from ml_service.tasks.base import ItemResult, Prepared, Task
 
 log = logging.getLogger(__name__)
-
-
-class InferenceFailed(MLServiceError):
-    """The runtime raised while computing a batch; details go to the log only."""
-
-    status_code = 500
-    code = "inference_failed"
 
 
 #: a head on the batch's outputs: per-item output rows of the encoder in, per-item rows out
@@ -242,6 +235,9 @@ class Batcher:
                 self._preparing += len(items)
             try:
                 self._prepare(items)
+            except BaseException:  # never let the thread die with items in hand
+                log.exception("preprocessing thread error in model %s", self.name)
+                self._fail([it for it in items if not it.future.done()], InferenceFailed("preprocessing failed"))
             finally:
                 with self._cv:
                     self._preparing -= len(items)
@@ -266,8 +262,12 @@ class Batcher:
                 ok.append(it)
         self._settle_items(bad)
         with self._cv:
-            self._ready.extend(ok)
-            self._cv.notify_all()
+            stopped = self._stopped
+            if not stopped:
+                self._ready.extend(ok)
+                self._cv.notify_all()
+        if stopped:
+            self._fail(ok, ModelUnavailable(f"model '{self.name}' was unloaded; retry"))
 
     def _next_batch(self) -> list[_Item] | None:
         """A formed batch for this worker, forming a new window when none is waiting."""
@@ -305,6 +305,10 @@ class Batcher:
                 return
             try:
                 self._run_batch(batch)
+            except BaseException:  # never let a worker die with a batch in hand
+                log.exception("compute worker error in model %s", self.name)
+                self._fail([it for it in batch if not it.future.done()],
+                           InferenceFailed(f"model '{self.name}' failed to compute this batch"))
             finally:
                 with self._cv:
                     self._busy -= 1
@@ -320,11 +324,15 @@ class Batcher:
                 heads[id(it.head)] = it.head
         failed: set[_Item] = set()
         for key, idx in groups.items():
+            bad = [batch[i] for i in idx]
             try:
                 out = heads[key]([rows[i] for i in idx])
+            except MLServiceError as exc:  # e.g. the head was unloaded while its items were queued
+                failed.update(bad)
+                self._fail(bad, exc)
+                continue
             except Exception:
                 log.exception("a head on model %s failed", self.name)
-                bad = [batch[i] for i in idx]
                 failed.update(bad)
                 self._fail(bad, InferenceFailed(f"a classifier head on model '{self.name}' failed"))
                 continue

@@ -70,6 +70,13 @@ class RateLimited(MLServiceError):
     code = "rate_limited"
 
 
+class InferenceFailed(MLServiceError):
+    """The runtime raised while computing; details go to the log only."""
+
+    status_code = 500
+    code = "inference_failed"
+
+
 class ModelUnavailable(MLServiceError):
     """The model failed to load, is over the memory budget, or is shutting down."""
 

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ml_service.batching import Batcher, Head
-from ml_service.errors import ModelUnavailable
+from ml_service.errors import ModelNotFound, ModelUnavailable
 from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
 from ml_service.settings import Settings
@@ -25,7 +25,7 @@ from ml_service.tasks import Task, create_task
 
 log = logging.getLogger(__name__)
 
-_PATH_RE = re.compile(r"(?:/[^\s:'\"/]+)+")
+_PATH_RE = re.compile(r"[^\s:'\"/]*(?:/[^\s:'\"/]+)+")
 State = Literal["unloaded", "loading", "ready", "failed"]
 _LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS delta is this model's
 
@@ -138,10 +138,15 @@ class ModelRegistry:
             slot.state, slot.error = "loading", None
             log.info("loading model %s version %d", entry.name, mv.number)
             self._reserved[key] = need  # so concurrent loads of other models cannot overshoot the budget
+            encoder = None
             try:
                 encoder = await self._load_encoder(entry, mv)
+                if encoder is not None:  # held from now on, so it cannot be evicted while the head loads
+                    encoder.dependents += 1
                 model = await asyncio.to_thread(self._load_sync, entry, mv, need, encoder)
             except Exception as exc:
+                if encoder is not None:
+                    encoder.dependents -= 1
                 slot.state, slot.error = "failed", _describe(exc)
                 log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error)
                 raise ModelUnavailable(
@@ -151,8 +156,6 @@ class ModelRegistry:
                 self._reserved.pop(key, None)
             if model.encoder is None:
                 model.batcher.start()
-            else:
-                model.encoder.dependents += 1
             slot.model, slot.state = model, "ready"
             log.info("model %s version %d ready (%.0f MB)", entry.name, mv.number, model.memory_bytes / 2**20)
             return model
@@ -181,6 +184,8 @@ class ModelRegistry:
             task = create_task(entry, mv, manifest)
             task.load()
             _check_labels(entry, runtime)
+            if encoder is None:
+                _warm_up(entry, task, runtime)
             measured = rss_bytes() - before
         name = f"{entry.name}:{mv.number}"
         if encoder is not None:
@@ -204,47 +209,70 @@ class ModelRegistry:
                 )
             victim = min(idle, key=lambda m: m.last_used)
             log.info("evicting model %s version %d (least recently used)", victim.name, victim.version)
-            await self.unload(victim.name, victim.version)
+            await self._unload_slot(victim.name, victim.version)
 
     async def unload(self, name: str, version: int | None = None) -> list[int]:
         """Unload one version, or every loaded version of a model; returns the versions unloaded."""
-        entry = self.repository.get(name)
-        versions = [version] if version is not None else [v for (n, v) in self._slots if n == entry.name]
+        try:
+            name = self.repository.canonical_name(name)
+        except ModelNotFound:
+            if not any(n == name for n, _ in self._slots):  # a model gone from disk can still be unloaded
+                raise
+        versions = [version] if version is not None else [v for (n, v) in self._slots if n == name]
         done = []
         for v in versions:
-            slot = self._slots.get((entry.name, v))
-            if slot is None:
-                continue
-            model = slot.model
-            if model is not None and model.dependents:  # heads on this encoder go first
-                for head in [m for m in self.loaded if m.encoder is model]:
-                    await self.unload(head.name, head.version)
-            slot.model, slot.state, slot.error = None, "unloaded", None
-            if model is not None:
-                if model.encoder is None:
-                    await asyncio.to_thread(model.batcher.stop)
-                else:
-                    model.encoder.dependents -= 1
-                model.runtime.unload()
+            if await self._unload_slot(name, v):
                 done.append(v)
         return done
+
+    async def _unload_slot(self, name: str, version: int) -> bool:
+        slot = self._slots.get((name, version))
+        model = slot.model if slot else None
+        if slot is None or model is None:
+            if slot is not None and slot.state == "failed":  # unloading forgets a failed load
+                slot.state, slot.error = "unloaded", None
+            return False
+        for head in [m for m in self.loaded if m.encoder is model]:  # heads on this encoder go first
+            await self._unload_slot(head.name, head.version)
+        slot.model, slot.state, slot.error = None, "unloaded", None
+        if model.encoder is None:
+            await asyncio.to_thread(model.batcher.stop)
+        else:
+            model.encoder.dependents -= 1
+        model.runtime.unload()
+        return True
 
     async def close(self) -> None:
         """Unload everything (shutdown)."""
         for (name, v), slot in list(self._slots.items()):
             if slot.model is not None:
                 with contextlib.suppress(Exception):
-                    await self.unload(name, v)
+                    await self._unload_slot(name, v)
 
 
 def _make_head(task: Task, runtime: Runtime) -> Head:
     """A head: the encoder's embedding rows through this model's head graph and its postprocessing."""
 
     def head(rows: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        if not runtime.loaded:
+            raise ModelUnavailable(f"model '{task.entry.name}' was unloaded; retry")
         feeds = {"embedding": np.stack([r["embedding"] for r in rows])}
         return task.postprocess(runtime.predict(feeds), feeds, [])
 
     return head
+
+
+def _warm_up(entry: ModelEntry, task: Task, runtime: Runtime) -> None:
+    """One inference at load time; checks that a classifier's outputs match its labels file."""
+    items = task.warmup_items()
+    if not items:
+        return
+    prepared = [p for p in task.preprocess(items) if not isinstance(p, Exception)]
+    feeds = task.collate(prepared)
+    rows = task.postprocess(runtime.predict(feeds), feeds, prepared)
+    probs = rows[0].get("probabilities")
+    if entry.labels and probs is not None and probs.shape[-1] != len(entry.labels):
+        raise RuntimeError(f"the model has {probs.shape[-1]} classes but the labels file has {len(entry.labels)}")
 
 
 def _check_labels(entry: ModelEntry, runtime: Runtime) -> None:

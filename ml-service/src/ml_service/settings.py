@@ -52,15 +52,23 @@ class Settings(BaseSettings):
         """Model names to load at startup; `["*"]` means every valid model."""
         return [p.strip() for p in self.preload.split(",") if p.strip()]
 
+    @staticmethod
+    def cores() -> int:
+        """CPU cores this process may use (respects affinity, e.g. a container's cpuset)."""
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
+
     def workers(self, on_gpu: bool = False) -> int:
         """Compute workers per model: one per core on CPU (each single-threaded), one on a GPU."""
         if self.compute_workers:
             return self.compute_workers
-        return 1 if on_gpu else (os.cpu_count() or 1)
+        return 1 if on_gpu else self.cores()
 
     @property
     def threads(self) -> int:
         """Intra-op threads per runtime call: the cores shared among the workers."""
         if self.intra_op_threads:
             return self.intra_op_threads
-        return max(1, (os.cpu_count() or 1) // self.workers())
+        return max(1, self.cores() // self.workers())

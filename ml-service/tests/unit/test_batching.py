@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ml_service.batching import Batcher, InferenceFailed, split_window
-from ml_service.errors import DeadlineExceeded, InvalidInput, ModelUnavailable, QueueFull
+from ml_service.errors import DeadlineExceeded, InvalidInput, MLServiceError, ModelUnavailable, QueueFull
 from ml_service.manifest import Batching, Manifest
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions
@@ -484,5 +484,45 @@ def test_stats_count_batches_items_and_padding():
                 break
             await asyncio.sleep(0.005)
         assert seen == [2]
+
+    _run(b, scenario)
+
+
+def test_items_still_in_preprocessing_when_stopped_fail_at_once():
+    task = ItemTask()
+    task.hold_pre[7] = threading.Event()
+    rt = GateRuntime()
+    b = _batcher(rt, task)
+
+    async def scenario():
+        (fut,) = b.submit([(7, 3)], 60)
+        await _wait_event(task.in_pre.setdefault(7, threading.Event()))
+        stopping = asyncio.create_task(asyncio.to_thread(b.stop, WAIT))
+        await asyncio.sleep(0.05)
+        task.hold_pre[7].set()  # preprocessing finishes after stop(): the item must not wait for its deadline
+        (result,) = await _results([fut], timeout=10)
+        assert isinstance(result, ModelUnavailable) and result.status_code == 503
+        await stopping
+        assert 7 not in rt.seen and b.pending == 0
+
+    _run(b, scenario)
+
+
+def test_a_worker_survives_an_unexpected_error_and_keeps_serving():
+    class Flaky(GateRuntime):
+        def predict(self, feeds):
+            if 666 in feeds["ids"].tolist():
+                raise MemoryError("out of memory")  # the message must not reach the client
+            return super().predict(feeds)
+
+    b = _batcher(Flaky(), workers=1)
+
+    async def scenario():
+        bad = await _results(b.submit([(666, 1)], 60))
+        assert isinstance(bad[0], MLServiceError) and bad[0].status_code == 500
+        assert "out of memory" not in bad[0].message
+        good = await _results(b.submit([(1, 1), (2, 1)], 60))
+        assert _values(good) == [10, 20]
+        assert b.pending == 0
 
     _run(b, scenario)

@@ -100,8 +100,8 @@ def test_one_bad_item_does_not_fail_the_others(make_task, make_image):
     out = task.preprocess([good, "%%%not base64%%%", _b64(b"just some bytes, not an image"), good])
     assert not isinstance(out[0], Exception)
     assert not isinstance(out[3], Exception)
-    assert isinstance(out[1], InvalidInput) and "image 1 is not valid base64" in out[1].message
-    assert isinstance(out[2], InvalidInput) and "image 2 is not a readable" in out[2].message
+    assert isinstance(out[1], InvalidInput) and "not valid base64" in out[1].message
+    assert isinstance(out[2], InvalidInput) and "is not a readable" in out[2].message
 
 
 @pytest.mark.parametrize("bad", ["abc", "ab$=", "aGVsbG8", "data:image/png;base64,@@@@"])
@@ -177,3 +177,20 @@ def _result(row):
     from ml_service.tasks import ItemResult
 
     return ItemResult(row, {})
+
+
+def test_a_thin_image_cannot_blow_up_the_resize(make_task, make_image):
+    # 2,000 source pixels, but resizing its short side (1 px) to 32 would make 32 x 64,000 pixels
+    task = make_task(_manifest(), labels=LABELS)
+    (out,) = task.preprocess([make_image("PNG", (1, 2000))])
+    assert isinstance(out, PayloadTooLarge) and out.status_code == 413
+    assert "resized" in out.message
+    (ok,) = task.preprocess([make_image("PNG", (10, 300))])  # 32 x 960 after the resize: fine
+    assert not isinstance(ok, Exception) and ok.features.shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "TIFF"])
+def test_only_jpeg_png_webp_are_decoded(make_task, make_image, fmt):
+    task = make_task(_manifest(), labels=LABELS)
+    (out,) = task.preprocess([make_image(fmt, (40, 40))])
+    assert isinstance(out, InvalidInput) and "JPEG, PNG or WebP" in out.message

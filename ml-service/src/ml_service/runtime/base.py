@@ -21,7 +21,7 @@ class RuntimeOptions:
 
 
 class Runtime(ABC):
-    """One loaded model file. `predict` is called from one compute thread at a time."""
+    """One loaded model file. `predict` may be called from several compute threads at once."""
 
     name: str = "base"
 
@@ -41,6 +41,11 @@ class Runtime(ABC):
     @abstractmethod
     def unload(self) -> None:
         """Release the model."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether `predict` can run now."""
+        return True
 
     @property
     def inputs(self) -> list[TensorSpec]:

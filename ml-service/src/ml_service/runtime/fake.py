@@ -48,5 +48,9 @@ class FakeRuntime(Runtime):
         tok *= mask[..., None]
         return {"last_hidden_state": tok}
 
+    @property
+    def loaded(self) -> bool:
+        return bool(getattr(self, "_loaded", False))
+
     def unload(self) -> None:
         self._loaded = False

@@ -73,6 +73,10 @@ class OnnxRuntime(Runtime):
         results = session.run(names, feed)
         return dict(zip(names, results, strict=True))
 
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
     def unload(self) -> None:
         self._session = None
 

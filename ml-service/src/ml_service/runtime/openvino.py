@@ -44,6 +44,10 @@ class OpenVinoRuntime(Runtime):
         result = request.infer({k: v for k, v in feeds.items() if k in names})
         return {name: np.array(result[i]) for i, name in enumerate(self._outputs)}
 
+    @property
+    def loaded(self) -> bool:
+        return self._compiled is not None
+
     def unload(self) -> None:
         self._compiled = None
         self._local = threading.local()

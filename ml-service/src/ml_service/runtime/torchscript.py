@@ -51,6 +51,10 @@ class TorchScriptRuntime(Runtime):
             raise RuntimeError(f"model returned {len(out)} outputs, model.toml declares {len(names)}")
         return {n: t.detach().cpu().numpy() for n, t in zip(names, out, strict=True)}
 
+    @property
+    def loaded(self) -> bool:
+        return self._module is not None
+
     def unload(self) -> None:
         self._module = None
 

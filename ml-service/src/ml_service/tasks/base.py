@@ -86,10 +86,15 @@ class Task(ABC):
         """Reject empty requests and requests over `limits.max_items`."""
         if n == 0:
             raise InvalidInput(f"{where} must not be empty")
-        if n > self.limits.max_items:
-            raise PayloadTooLarge(
-                f"{where} has {n} items; model '{self.entry.name}' accepts at most {self.limits.max_items}"
-            )
+        # a request larger than the whole queue could never be queued: that is a limit too
+        most = min(self.limits.max_items, self.manifest.batching.max_queue_size)
+        if n > most:
+            raise PayloadTooLarge(f"{where} has {n} items; model '{self.entry.name}' accepts at most {most}")
+
+    def warmup_items(self) -> list[Any]:
+        """Raw items run once at load time: the first request is not slow, and a labels file that does not
+        match the model's outputs is caught at load, not in a request."""
+        return []
 
     @abstractmethod
     def check_item(self, item: Any, where: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from ml_service.errors import InvalidInput, PayloadTooLarge
 from ml_service.tasks.base import ItemResult, Options, Prepared, Task, softmax
 from ml_service.tasks.text import classification_entry, parse_top_k
 
+log = logging.getLogger(__name__)
 _RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0}  # PIL.Image.Resampling values
 
 
@@ -42,6 +44,10 @@ class ImageClassificationTask(Task):
     def parse_options(self, data: Mapping[str, Any]) -> Options:
         return parse_top_k(data, len(self.labels))
 
+    def warmup_items(self) -> list[Any]:
+        size = self.manifest.preprocessing.image_size
+        return [np.zeros((3, size, size), dtype=np.float32)]
+
     def check_item(self, item: Any, where: str) -> None:
         if isinstance(item, np.ndarray):
             size = self.manifest.preprocessing.image_size
@@ -62,14 +68,19 @@ class ImageClassificationTask(Task):
 
         raw = decode_base64(item, where) if isinstance(item, str) else item
         pre = self.manifest.preprocessing
+        short = pre.resize or pre.image_size
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                src = Image.open(io.BytesIO(raw))
+                src = Image.open(io.BytesIO(raw), formats=("JPEG", "PNG", "WEBP"))
                 w, h = src.size
-                if w * h > self.limits.max_image_pixels:
+                scale = short / min(w, h)
+                nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+                # the resize before the crop would hold nw*nh pixels: a thin image must not blow it up
+                if max(w * h, nw * nh) > self.limits.max_image_pixels:
                     raise PayloadTooLarge(
-                        f"{where} has {w}x{h} pixels; the limit is {self.limits.max_image_pixels} pixels"
+                        f"{where} has {w}x{h} pixels (resized: {nw}x{nh}); the limit is "
+                        f"{self.limits.max_image_pixels} pixels"
                     )
                 img = src.convert("RGB")
         except PayloadTooLarge:
@@ -77,9 +88,6 @@ class ImageClassificationTask(Task):
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
                 Image.DecompressionBombError):
             raise InvalidInput(f"{where} is not a readable JPEG, PNG or WebP image") from None
-        short = pre.resize or pre.image_size
-        scale = short / min(w, h)
-        nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
         img = img.resize((nw, nh), resample=Image.Resampling(_RESAMPLE[pre.interpolation]))
         size = pre.image_size
         left, top = (nw - size) // 2, (nh - size) // 2
@@ -90,12 +98,15 @@ class ImageClassificationTask(Task):
 
     def preprocess(self, items: Sequence[Any]) -> list[Prepared | Exception]:
         out: list[Prepared | Exception] = []
-        for i, item in enumerate(items):
+        for item in items:
             try:
-                arr = item if isinstance(item, np.ndarray) else self._decode(item, f"image {i}")
+                arr = item if isinstance(item, np.ndarray) else self._decode(item, "an image")
                 out.append(Prepared(arr.astype(np.float32, copy=False)))
             except (InvalidInput, PayloadTooLarge) as exc:
                 out.append(exc)
+            except Exception:  # anything else Pillow raises is this image's problem, not the batch's
+                log.warning("image decoding failed", exc_info=True)
+                out.append(InvalidInput("an image could not be decoded as JPEG, PNG or WebP"))
         return out
 
     def collate(self, batch: Sequence[Prepared]) -> dict[str, np.ndarray]:

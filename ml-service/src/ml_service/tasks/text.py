@@ -29,6 +29,9 @@ class TextTask(Task):
         self._pad_id = 0 if pad is None else int(pad)
         self._tokenizer = tok
 
+    def warmup_items(self) -> list[Any]:
+        return ["warm up"]
+
     def check_item(self, item: Any, where: str) -> None:
         if not isinstance(item, str):
             raise InvalidInput(f"{where} must be a string, got {type(item).__name__}")
