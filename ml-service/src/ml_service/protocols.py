@@ -304,18 +304,23 @@ def _kind_name(kind: str) -> str:
     return {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "strings"}.get(kind, "mixed values")
 
 
+def parse_json(body: bytes | memoryview) -> Any:
+    """A request body as JSON (orjson), with a 400 that says why when it is not."""
+    if not len(body):
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+
+
 def parse_infer_request(body: bytes, header_length: str | None, sig: ModelSignature) -> InferRequest:
     """Parse and check an inference request against the model's signature, before building any array.
 
     Declared shapes are checked against the per-input element limits first, so a huge shape costs nothing.
     """
     head, blob = split_body(body, header_length)
-    if not head:
-        raise BadRequest("request body is empty; send a JSON object with 'inputs'")
-    try:
-        doc = orjson.loads(head)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request JSON is not valid: {exc.msg} at position {exc.pos}") from None
+    doc = parse_json(head)
     if not isinstance(doc, dict):
         raise InvalidInput("the request must be a JSON object with 'inputs'")
     request_id = doc.get("id")

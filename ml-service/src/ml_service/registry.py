@@ -39,10 +39,9 @@ def rss_bytes() -> int:
         return 0
 
 
-def estimate_bytes(entry: ModelEntry, version: ModelVersion) -> int:
+def estimate_bytes(version: ModelVersion) -> int:
     """Memory a model will take before it is loaded: its files, plus room for the runtime's buffers."""
-    total = sum(p.stat().st_size for p in version.path.rglob("*") if p.is_file())
-    return int(total * 1.3) + 16 * 1024 * 1024
+    return int(version.size_bytes * 1.3) + 16 * 1024 * 1024
 
 
 @dataclass
@@ -132,7 +131,7 @@ class ModelRegistry:
                 return slot.model
             if slot.state == "failed" and not retry_failed:
                 raise ModelUnavailable(f"model '{entry.name}' version {mv.number} failed to load: {slot.error}")
-            need = estimate_bytes(entry, mv)
+            need = estimate_bytes(mv)
             key = (entry.name, mv.number)
             await self._make_room(need, exclude=key)
             slot.state, slot.error = "loading", None

@@ -21,6 +21,7 @@ class ModelVersion:
     number: int
     path: Path
     error: str | None = None
+    size_bytes: int = 0  # of its files, read once at scan time
 
 
 @dataclass
@@ -118,7 +119,8 @@ def scan_model_dir(path: Path) -> ModelEntry:
     for child in sorted(path.iterdir()):
         if child.is_dir() and child.name.isdigit() and int(child.name) > 0:
             n = int(child.name)
-            entry.versions[n] = ModelVersion(n, child, _check_version(entry, manifest, child))
+            size = sum(p.stat().st_size for p in child.rglob("*") if p.is_file())
+            entry.versions[n] = ModelVersion(n, child, _check_version(entry, manifest, child), size)
     if not entry.versions:
         entry.error = "no version directories (expected <name>/1/, <name>/2/, ...)"
     elif not entry.served_versions:

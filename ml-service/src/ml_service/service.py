@@ -119,7 +119,7 @@ class InferenceService:
                     "state": state,
                     "error": error or mv.error,
                     "memory_mb": round(loaded.memory_bytes / 2**20, 1) if loaded else None,
-                    "estimated_memory_mb": round(estimate_bytes(entry, mv) / 2**20, 1),
+                    "estimated_memory_mb": round(estimate_bytes(mv) / 2**20, 1),
                     "device": loaded.runtime.device if loaded else None,
                     "batches": loaded.batcher.stats.batches if loaded else None,
                     "mean_batch_size": loaded.batcher.stats.mean_recent_size() if loaded else None,

@@ -103,7 +103,7 @@ def test_lru_eviction_under_the_memory_budget(repo_root, make_model, fake_manife
     # each model is estimated at ~146 MB: two fit in 365 MB, three do not
     reg = _registry(repo_root, settings_for, memory_budget_mb=365)
     entry = reg.repository.get("a")
-    per_model = estimate_bytes(entry, entry.version(None))
+    per_model = estimate_bytes(entry.version(None))
     assert 2 * per_model <= reg.budget_bytes < 3 * per_model
 
     async def scenario():

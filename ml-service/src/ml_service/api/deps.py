@@ -11,7 +11,8 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_service.api.errors import error_response
-from ml_service.errors import BadRequest, PayloadTooLarge, Unauthorized
+from ml_service.errors import PayloadTooLarge, Unauthorized
+from ml_service.protocols import parse_json
 from ml_service.service import InferenceService
 from ml_service.settings import Settings
 
@@ -32,16 +33,23 @@ def key_matches(token: str, keys: list[str]) -> bool:
     return ok
 
 
-async def require_auth(request: Request) -> None:
-    """Bearer-token auth, on whenever ML_SERVICE_SECRET is set."""
-    settings: Settings = request.app.state.settings
-    keys = settings.api_keys
+def check_bearer(header: str, keys: list[str]) -> None:
+    """Raise Unauthorized unless `header` is `Bearer <one of keys>` (no keys: auth is off)."""
     if not keys:
         return
-    header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token or not key_matches(token.strip(), keys):
         raise Unauthorized()
+
+
+async def require_auth(request: Request) -> None:
+    """Bearer-token auth, on whenever ML_SERVICE_SECRET is set."""
+    settings: Settings = request.app.state.settings
+    check_bearer(request.headers.get("authorization", ""), settings.api_keys)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than {limit} bytes (ML_SERVICE_MAX_BODY_BYTES)")
 
 
 async def read_body(request: Request) -> bytes:
@@ -51,20 +59,14 @@ async def read_body(request: Request) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes (ML_SERVICE_MAX_BODY_BYTES)")
+            raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 async def read_json(request: Request) -> Any:
     """Parse the body as JSON (orjson), with a 400 that says why when it is not."""
-    body = await read_body(request)
-    if not body:
-        raise BadRequest("request body is empty; send a JSON object")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    return parse_json(await read_body(request))
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml_service.api.deps import key_matches
+from ml_service.api.deps import check_bearer, too_large
 from ml_service.api.errors import error_body
 from ml_service.api.openai import create_embeddings
 from ml_service.api.seed import seed_inference
-from ml_service.errors import BadRequest, MLServiceError, PayloadTooLarge, Unauthorized
+from ml_service.errors import BadRequest, MLServiceError
+from ml_service.protocols import parse_json
 from ml_service.service import InferenceService
 from ml_service.settings import Settings
 
@@ -54,14 +55,9 @@ class FastRoutes:
         path = scope["path"]
         headers: dict[str, str] = {}
         try:
-            self._auth(scope)
-            body = await self._body(scope, receive)
-            if not body:
-                raise BadRequest("request body is empty; send a JSON object")
-            try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+            auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            check_bearer(auth.decode("latin-1"), self.keys)
+            data = parse_json(await self._body(scope, receive))
             out = orjson.dumps(await handler(data), option=orjson.OPT_SERIALIZE_NUMPY)
             status = 200
         except MLServiceError as exc:
@@ -78,16 +74,8 @@ class FastRoutes:
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": out})
 
-    def _auth(self, scope: Scope) -> None:
-        if not self.keys:
-            return
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token or not key_matches(token.strip(), self.keys):
-            raise Unauthorized()
-
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        too_big = PayloadTooLarge(f"request body is larger than {self.limit} bytes (ML_SERVICE_MAX_BODY_BYTES)")
+        too_big = too_large(self.limit)
         for k, v in scope["headers"]:
             if k == b"content-length" and v.isdigit() and int(v) > self.limit:
                 raise too_big

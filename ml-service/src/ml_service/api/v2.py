@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -118,10 +117,7 @@ async def _optional_json(request: Request) -> dict[str, Any]:
     body = await read_body(request)
     if not body.strip():
         return {}
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    doc = protocols.parse_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput("request body must be a JSON object")
     return doc
