@@ -127,14 +127,12 @@ def predict(
         data["top_k"] = top_k
 
     async def run() -> dict[str, Any]:
+        from ml_service.api.seed import seed_inference  # the seed API's own answer, without HTTP
+
         service = InferenceService(_settings(model_dir))
         service.repository.scan()
         try:
-            result, options = await service.infer_seed(model, data, version)
-            task = (await service.model(result.model, result.version)).task
-            return {"model": result.model, "version": str(result.version),
-                    "outputs": [task.format_seed(i, options) for i in result.items],
-                    "timings_ms": result.timings_ms}
+            return await seed_inference(service, {"model_type": model, "data": data, "version": version})
         finally:
             await service.stop()
 

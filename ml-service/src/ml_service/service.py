@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml_service.errors import DeadlineExceeded, ManifestError
+from ml_service.errors import DeadlineExceeded
 from ml_service.registry import LoadedModel, ModelRegistry, estimate_bytes
 from ml_service.repository import ModelEntry, ModelRepository
 from ml_service.settings import Settings
-from ml_service.tasks import ItemResult, Options
+from ml_service.tasks import ItemResult, Options, Task
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class InferenceResult:
     version: int
     task: str
     items: list[ItemResult]
+    model_task: Task
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -66,8 +67,7 @@ class InferenceService:
     def entry(self, name: str) -> ModelEntry:
         return self.repository.get(name)
 
-    async def infer(self, name: str, raws: Sequence[Any], version: str | int | None = None,
-                    loaded: LoadedModel | None = None) -> InferenceResult:
+    async def infer(self, name: str, raws: Sequence[Any], version: str | int | None = None) -> InferenceResult:
         """Run already-parsed raw items through the model's batcher; results come back in order."""
         t0 = time.perf_counter()
         async with self.registry.use(name, version) as model:
@@ -92,7 +92,7 @@ class InferenceService:
         queue = max(r.queue_ms for r in results)
         inference = max(r.inference_ms for r in results)
         return InferenceResult(
-            model=model.name, version=model.version, task=task.name, items=list(results),
+            model=model.name, version=model.version, task=task.name, items=list(results), model_task=task,
             timings_ms={"queue": round(queue, 3), "inference": round(inference, 3), "total": round(total, 3)},
         )
 
@@ -103,6 +103,25 @@ class InferenceService:
         raws, options = model.task.parse_seed(data)
         result = await self.infer(model.name, raws, model.version)
         return result, options
+
+    async def load_model(self, name: str, version: int | None = None, rescan: bool = False) -> tuple[str, list[int]]:
+        """Load one version, or every served version, retrying failed loads; returns (name, versions)."""
+        if rescan:
+            self.repository.scan()
+        entry = self.repository.get(name)
+        versions = [entry.version(version).number] if version is not None else entry.served_versions
+        if not versions:
+            entry.version(None)  # raises with the reason
+        for v in versions:
+            await self.registry.load(entry.name, v, retry_failed=True)
+        return entry.name, versions
+
+    async def unload_model(self, name: str, version: int | None = None) -> tuple[str, list[int]]:
+        """Unload one version, or every loaded version; returns (name, versions unloaded)."""
+        entry = self.repository.get(name)
+        if version is not None:
+            entry.version(version)
+        return entry.name, await self.registry.unload(entry.name, version)
 
     def models_info(self) -> list[dict[str, Any]]:
         """Every model in the repository with its versions, state, memory and last error."""
@@ -161,4 +180,4 @@ def _overall(states: list[str]) -> str:
     return "unloaded"
 
 
-__all__ = ["InferenceResult", "InferenceService", "ManifestError", "ModelRepository"]
+__all__ = ["InferenceResult", "InferenceService"]

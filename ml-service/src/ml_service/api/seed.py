@@ -54,8 +54,7 @@ async def seed_inference(service: InferenceService, body: Any) -> dict[str, Any]
     if not isinstance(data, dict):
         raise InvalidInput("data must be a JSON object")
     result, options = await service.infer_seed(model_type, data, _parse_version(body.get("version")))
-    model = await service.model(result.model, result.version)
-    fmt = model.task.format_seed
+    fmt = result.model_task.format_seed
     return {
         "model": result.model,
         "version": str(result.version),
@@ -83,21 +82,13 @@ async def models(service: InferenceService = Depends(get_service)) -> Response:
 async def load_model(name: str, version: int | None = None,
                      service: InferenceService = Depends(get_service)) -> Response:
     """Load a model (its served versions, or one `?version=`); retries a failed load."""
-    entry = service.entry(name)
-    versions = [entry.version(version).number] if version is not None else entry.served_versions
-    if not versions:
-        entry.version(None)  # raises with the reason
-    for v in versions:
-        await service.registry.load(entry.name, v, retry_failed=True)
-    return json_response({"model": entry.name, "loaded_versions": [str(v) for v in versions]})
+    model, versions = await service.load_model(name, version)
+    return json_response({"model": model, "loaded_versions": [str(v) for v in versions]})
 
 
 @router.post("/models/{name}/unload")
 async def unload_model(name: str, version: int | None = None,
                        service: InferenceService = Depends(get_service)) -> Response:
     """Unload a model (every loaded version, or one `?version=`)."""
-    entry = service.entry(name)
-    if version is not None:
-        entry.version(version)
-    done = await service.registry.unload(entry.name, version)
-    return json_response({"model": entry.name, "unloaded_versions": [str(v) for v in done]})
+    model, done = await service.unload_model(name, version)
+    return json_response({"model": model, "unloaded_versions": [str(v) for v in done]})

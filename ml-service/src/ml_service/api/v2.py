@@ -145,14 +145,8 @@ async def load(model: str, request: Request) -> Response:
         raise InvalidInput("parameters must be a JSON object")
     if any(k == "config" or k.startswith("file:") for k in params):
         raise BadRequest("loading with a config or files is not supported; put the model in the repository")
-    service.repository.scan()
-    entry = service.entry(model)
-    versions = entry.served_versions
-    if not versions:
-        entry.version(None)  # raises with the reason
-    for v in versions:
-        await service.registry.load(entry.name, v, retry_failed=True)
-    return json_response({"name": entry.name, "versions": [str(v) for v in versions], "state": "READY"})
+    name, versions = await service.load_model(model, rescan=True)
+    return json_response({"name": name, "versions": [str(v) for v in versions], "state": "READY"})
 
 
 @router.post("/repository/models/{model}/unload")
@@ -160,6 +154,5 @@ async def unload(model: str, request: Request) -> Response:
     """Unload every loaded version of a model (it loads again on its next request)."""
     service = get_service(request)
     await _optional_json(request)
-    entry = service.entry(model)
-    done = await service.registry.unload(entry.name)
-    return json_response({"name": entry.name, "unloaded_versions": [str(v) for v in done]})
+    name, done = await service.unload_model(model)
+    return json_response({"name": name, "unloaded_versions": [str(v) for v in done]})
