@@ -7,13 +7,13 @@ nothing about a particular tier. Tier-specific fixtures live in that tier's conf
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ml_service.build.common import toml_value
 from ml_service.settings import Settings
 
 #: Special tokens first, at the ids BERT-style tokenizers use for them.
@@ -25,30 +25,18 @@ WORDS = [
 ]
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
 def manifest_text(manifest: dict[str, Any]) -> str:
     """A model.toml in the layout the model build writes: top-level keys, [[inputs]]/[[outputs]], [tables]."""
     top = {k: v for k, v in manifest.items()
            if not isinstance(v, dict) and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))}
     arrays = {k: v for k, v in manifest.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
     tables = {k: v for k, v in manifest.items() if isinstance(v, dict)}
-    lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
+    lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
     for name, rows in arrays.items():
         for row in rows:
-            lines += ["", f"[[{name}]]"] + [f"{k} = {_toml_value(v)}" for k, v in row.items()]
+            lines += ["", f"[[{name}]]"] + [f"{k} = {toml_value(v)}" for k, v in row.items()]
     for name, table in tables.items():
-        lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        lines += ["", f"[{name}]"] + [f"{k} = {toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -7,14 +7,14 @@ import binascii
 import io
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ml_service.errors import InvalidInput, PayloadTooLarge
-from ml_service.tasks.base import ItemResult, Options, Prepared, Task, softmax
-from ml_service.tasks.text import classification_entry, parse_top_k
+from ml_service.tasks.base import ItemResult, Options, Prepared
+from ml_service.tasks.classify import Classifier, classification_entry
 
 log = logging.getLogger(__name__)
 _RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0}  # PIL.Image.Resampling values
@@ -30,19 +30,12 @@ def decode_base64(value: str, where: str) -> bytes:
         raise InvalidInput(f"{where} is not valid base64") from None
 
 
-class ImageClassificationTask(Task):
+class ImageClassificationTask(Classifier):
     """Takes base64 strings (seed API), raw bytes (V2 BYTES) or CHW float32 arrays (V2 pixel_values)."""
 
     name = "image-classification"
     parallel_preprocess = True
     data_keys = ("image", "images")
-
-    @property
-    def labels(self) -> list[str]:
-        return self.entry.labels or []
-
-    def parse_options(self, data: Mapping[str, Any]) -> Options:
-        return parse_top_k(data, len(self.labels))
 
     def warmup_items(self) -> list[Any]:
         size = self.manifest.preprocessing.image_size
@@ -112,13 +105,6 @@ class ImageClassificationTask(Task):
     def collate(self, batch: Sequence[Prepared]) -> dict[str, np.ndarray]:
         name = self.manifest.inputs[0].name if self.manifest.inputs else "pixel_values"
         return {name: np.stack([p.features for p in batch])}
-
-    def postprocess(
-        self, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray], batch: Sequence[Prepared]
-    ) -> list[dict[str, np.ndarray]]:
-        out = outputs[self.output_name(outputs)]
-        probs = softmax(out) if self.manifest.postprocessing.softmax else out.astype(np.float32)
-        return [{"probabilities": row} for row in probs]
 
     def format_seed(self, result: ItemResult, options: Options) -> dict[str, Any]:
         return classification_entry(result.outputs["probabilities"], self.labels, options.top_k)
