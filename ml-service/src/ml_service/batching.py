@@ -123,7 +123,11 @@ class Batcher:
         self.cfg = cfg
         self.stats = BatchStats()
         self._on_batch = on_batch
-        self._cv = threading.Condition()
+        # one lock; pre threads and compute workers wait on separate conditions, so a new item wakes
+        # one thread that can use it instead of every thread
+        self._lock = threading.Lock()
+        self._pre_cv = threading.Condition(self._lock)
+        self._work_cv = threading.Condition(self._lock)
         self._raw: deque[_Item] = deque()
         self._ready: deque[_Item] = deque()
         self._batches: deque[list[_Item]] = deque()  # formed, waiting for a free worker
@@ -137,11 +141,12 @@ class Batcher:
     # -- event loop side -------------------------------------------------------------------
     def start(self) -> None:
         """Start the pre threads and compute workers."""
-        for i in range(self._workers):
-            for stage, target in (("pre", self._pre_loop), ("compute", self._compute_loop)):
-                t = threading.Thread(target=target, name=f"{self.name}-{stage}{i}", daemon=True)
-                t.start()
-                self._threads.append(t)
+        pre = self._workers if self.task.parallel_preprocess else 1  # tokenizing is cheap: one thread
+        stages = [("pre", self._pre_loop)] * pre + [("compute", self._compute_loop)] * self._workers
+        for i, (stage, target) in enumerate(stages):
+            t = threading.Thread(target=target, name=f"{self.name}-{stage}{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     @property
     def pending(self) -> int:
@@ -158,7 +163,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         items = [_Item(r, loop.create_future(), loop, now, now + timeout_s, head) for r in raws]
-        with self._cv:
+        with self._lock:
             if self._stopped:
                 raise ModelUnavailable(f"model '{self.name}' is unloading; retry")
             if self._pending + len(items) > self.cfg.max_queue_size:
@@ -168,18 +173,19 @@ class Batcher:
                 )
             self._pending += len(items)
             self._raw.extend(items)
-            self._cv.notify_all()
+            self._pre_cv.notify()
         return [it.future for it in items]
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the threads; items still queued fail with ModelUnavailable."""
-        with self._cv:
+        with self._lock:
             self._stopped = True
             leftovers = list(self._raw) + list(self._ready) + [it for b in self._batches for it in b]
             self._raw.clear()
             self._ready.clear()
             self._batches.clear()
-            self._cv.notify_all()
+            self._pre_cv.notify_all()
+            self._work_cv.notify_all()
         self._fail(leftovers, ModelUnavailable(f"model '{self.name}' was unloaded; retry"))
         for t in self._threads:
             t.join(timeout_s)
@@ -194,7 +200,7 @@ class Batcher:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[ItemResult], Any]]] = {}
         for it, value in pairs:
             by_loop.setdefault(it.loop, []).append((it.future, value))
-        with self._cv:
+        with self._lock:
             self._pending -= len(pairs)
         for loop, fpairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
@@ -212,7 +218,7 @@ class Batcher:
             else:
                 live.append(it)
         if dead:
-            with self._cv:
+            with self._lock:
                 self._pending -= len(dead)
         if expired:
             self.stats.expired += len(expired)
@@ -222,9 +228,9 @@ class Batcher:
 
     def _pre_loop(self) -> None:
         while True:
-            with self._cv:
+            with self._lock:
                 while not self._raw and not self._stopped:
-                    self._cv.wait()
+                    self._pre_cv.wait()
                 if self._stopped:
                     return
                 # an equal share per pre thread, so slow items (images) decode in parallel
@@ -233,15 +239,17 @@ class Batcher:
                     n = min(n, max(1, -(-n // self._workers)))
                 items = [self._raw.popleft() for _ in range(n)]
                 self._preparing += len(items)
+                if self._raw:
+                    self._pre_cv.notify()
             try:
                 self._prepare(items)
             except BaseException:  # never let the thread die with items in hand
                 log.exception("preprocessing thread error in model %s", self.name)
                 self._fail([it for it in items if not it.future.done()], InferenceFailed("preprocessing failed"))
             finally:
-                with self._cv:
+                with self._lock:
                     self._preparing -= len(items)
-                    self._cv.notify_all()
+                    self._work_cv.notify()
 
     def _prepare(self, items: list[_Item]) -> None:
         items = self._live(items)
@@ -261,11 +269,11 @@ class Batcher:
                 it.prepared = p
                 ok.append(it)
         self._settle_items(bad)
-        with self._cv:
+        with self._lock:
             stopped = self._stopped
             if not stopped:
                 self._ready.extend(ok)
-                self._cv.notify_all()
+                self._work_cv.notify()
         if stopped:
             self._fail(ok, ModelUnavailable(f"model '{self.name}' was unloaded; retry"))
 
@@ -273,14 +281,14 @@ class Batcher:
         """A formed batch for this worker, forming a new window when none is waiting."""
         cfg = self.cfg
         delay = cfg.max_queue_delay_ms / 1000
-        with self._cv:
+        with self._lock:
             while True:
                 if self._stopped:
                     return None
                 if self._batches:
                     break
                 if not self._ready:
-                    self._cv.wait()
+                    self._work_cv.wait()
                     continue
                 # Waiting for a fuller batch only pays when others are computing or items are on
                 # their way; otherwise a lone request would just sit out the delay.
@@ -288,7 +296,7 @@ class Batcher:
                 if len(self._ready) < cfg.max_batch_size and others:
                     remaining = self._ready[0].enqueued + delay - time.perf_counter()
                     if remaining > 0:
-                        self._cv.wait(remaining)
+                        self._work_cv.wait(remaining)
                         continue
                 n = min(len(self._ready), cfg.max_batch_size * cfg.window_factor)
                 window = [self._ready.popleft() for _ in range(n)]
@@ -296,7 +304,10 @@ class Batcher:
                 self._batches.extend([window[i] for i in idx] for idx in split_window(prepared, cfg))
                 break
             self._busy += 1
-            return self._batches.popleft()
+            batch = self._batches.popleft()
+            if self._batches:  # more formed batches: wake another worker for them
+                self._work_cv.notify()
+            return batch
 
     def _compute_loop(self) -> None:
         while True:
@@ -310,9 +321,9 @@ class Batcher:
                 self._fail([it for it in batch if not it.future.done()],
                            InferenceFailed(f"model '{self.name}' failed to compute this batch"))
             finally:
-                with self._cv:
+                with self._lock:
                     self._busy -= 1
-                    self._cv.notify_all()
+                    self._work_cv.notify()
 
     def _apply_heads(self, batch: list[_Item], rows: list[dict[str, np.ndarray]]) -> set[_Item]:
         """Replace the rows of items that came with a head by the head's outputs; returns failed items."""
