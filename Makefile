@@ -22,7 +22,7 @@ models: $(STAMP)
 	$(BIN)/ml-service models build --model-dir $(MODEL_CACHE_DIR)
 
 run: models
-	$(BIN)/ml-service serve --host 127.0.0.1 --port 8001 --model-dir $(MODEL_CACHE_DIR)
+	$(BIN)/ml-service serve --host 127.0.0.1 --port 8001 --model-dir $(MODEL_CACHE_DIR) --preload '*'
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)/src $(SRC)/tests
