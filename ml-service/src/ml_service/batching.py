@@ -327,17 +327,15 @@ class Batcher:
 
     def _apply_heads(self, batch: list[_Item], rows: list[dict[str, np.ndarray]]) -> set[_Item]:
         """Replace the rows of items that came with a head by the head's outputs; returns failed items."""
-        groups: dict[int, list[int]] = {}
-        heads: dict[int, Head] = {}
+        groups: dict[Head, list[int]] = {}
         for i, it in enumerate(batch):
             if it.head is not None:
-                groups.setdefault(id(it.head), []).append(i)
-                heads[id(it.head)] = it.head
+                groups.setdefault(it.head, []).append(i)
         failed: set[_Item] = set()
-        for key, idx in groups.items():
+        for head, idx in groups.items():
             bad = [batch[i] for i in idx]
             try:
-                out = heads[key]([rows[i] for i in idx])
+                out = head([rows[i] for i in idx])
             except MLServiceError as exc:  # e.g. the head was unloaded while its items were queued
                 failed.update(bad)
                 self._fail(bad, exc)

@@ -58,7 +58,6 @@ class LoadedModel:
     encoder: LoadedModel | None = None  # the model whose batcher this head shares
     head: Head | None = None
     dependents: int = 0  # heads loaded on this model's batcher
-    loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
 

@@ -38,7 +38,6 @@ class InferenceService:
         self.repository = ModelRepository(settings.model_cache_dir)
         self.registry = ModelRegistry(self.repository, settings)
         self.ready = False
-        self.started_at = time.time()
 
     async def start(self) -> None:
         """Scan the repository and load each preloaded model's default version; readiness waits for it.
@@ -71,38 +70,41 @@ class InferenceService:
         """Run already-parsed raw items through the model's batcher; results come back in order."""
         t0 = time.perf_counter()
         async with self.registry.use(name, version) as model:
-            task = model.task
-            task.check_count(len(raws), "inputs")
+            model.task.check_count(len(raws), "inputs")
             for i, raw in enumerate(raws):  # cheap type/size checks, so a bad item never fails a batch
-                task.check_item(raw, f"inputs[{i}]")
-            futures = model.batcher.submit(raws, self.settings.request_timeout_s, head=model.head)
-            try:
-                results = await asyncio.wait_for(asyncio.gather(*futures), self.settings.request_timeout_s)
-            except TimeoutError:
-                for f in futures:
-                    f.cancel()
-                raise DeadlineExceeded(
-                    f"inference took longer than {self.settings.request_timeout_s:g} s; retry later"
-                ) from None
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+                model.task.check_item(raw, f"inputs[{i}]")
+            return await self._run(model, raws, t0)
+
+    async def infer_seed(self, model_type: str, data: dict[str, Any],
+                         version: str | int | None = None) -> tuple[InferenceResult, Options]:
+        """The seed API: parse (and check) `data` with the model's task, then infer."""
+        t0 = time.perf_counter()
+        async with self.registry.use(model_type, version) as model:
+            raws, options = model.task.parse_seed(data)
+            return await self._run(model, raws, t0), options
+
+    async def _run(self, model: LoadedModel, raws: Sequence[Any], t0: float) -> InferenceResult:
+        """Submit checked items to the model's batcher (the caller holds the model) and time the answer."""
+        timeout = self.settings.request_timeout_s
+        futures = model.batcher.submit(raws, timeout, head=model.head)
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        except TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise DeadlineExceeded(f"inference took longer than {timeout:g} s; retry later") from None
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
         total = (time.perf_counter() - t0) * 1000
         queue = max(r.queue_ms for r in results)
         inference = max(r.inference_ms for r in results)
         return InferenceResult(
-            model=model.name, version=model.version, task=task.name, items=list(results), model_task=task,
+            model=model.name, version=model.version, task=model.task.name, items=list(results),
+            model_task=model.task,
             timings_ms={"queue": round(queue, 3), "inference": round(inference, 3), "total": round(total, 3)},
         )
-
-    async def infer_seed(self, model_type: str, data: dict[str, Any],
-                         version: str | int | None = None) -> tuple[InferenceResult, Options]:
-        """The seed API: parse `data` with the model's task, then infer."""
-        model = await self.registry.get(model_type, version)
-        raws, options = model.task.parse_seed(data)
-        result = await self.infer(model.name, raws, model.version)
-        return result, options
 
     async def load_model(self, name: str, version: int | None = None, rescan: bool = False) -> tuple[str, list[int]]:
         """Load one version, or every served version, retrying failed loads; returns (name, versions)."""
