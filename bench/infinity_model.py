@@ -13,8 +13,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(dst: Path = HERE / ".venvs" / "infinity-model") -> None:
-    from ml_service.build.common import offline_env
-    from ml_service.build.text import export_encoder, minilm_dir, optimize, quantize
+    from ml_service.modelbuild.common import offline_env
+    from ml_service.modelbuild.text import export_encoder, minilm_dir, optimize, quantize
 
     offline_env()
     if (dst / "model_quantized.onnx").exists():

@@ -129,7 +129,7 @@ def post(url: str, body: bytes, timeout: float = 10) -> int:
 
 def image_corpus() -> Path:
     """Real photos shipped by packages, base64 one per line (the image scenario's bodies)."""
-    from ml_service.build.checks import photo_bytes
+    from ml_service.modelbuild.checks import photo_bytes
 
     path = RESULTS / "images.txt"
     if not path.exists():

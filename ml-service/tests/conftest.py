@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ml_service.build.common import toml_value
+from ml_service.modelbuild.common import toml_value
 from ml_service.settings import Settings
 
 #: Special tokens first, at the ids BERT-style tokenizers use for them.

@@ -1,4 +1,5 @@
-"""create_app(settings): wiring, lifespan and routers."""
+"""create_app(settings): wiring and lifespan. The route table (api/) is served straight from ASGI by the
+Router; FastAPI behind it serves /docs, /openapi.json (built from the same table) and the 404s."""
 
 from __future__ import annotations
 
@@ -6,25 +7,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_service import __version__
-from ml_service.api import openai, seed, v2
-from ml_service.api.deps import BodyLimitMiddleware
-from ml_service.api.errors import install_error_handlers
-from ml_service.api.fast import FastRoutes
+from ml_service.api import embeddings, native, v2
+from ml_service.api.http import ERROR_SHAPES, protocol_for_path
+from ml_service.api.openapi import build_openapi
+from ml_service.api.router import Route, Router
+from ml_service.observe import Observers
 from ml_service.service import InferenceService
 from ml_service.settings import Settings
 
 log = logging.getLogger(__name__)
+#: every route the service answers, in the order /openapi.json lists them
+ROUTES: list[Route] = [*native.ROUTES, *v2.ROUTES, *embeddings.ROUTES]
 
 
-def create_app(settings: Settings | None = None, service: InferenceService | None = None) -> FastAPI:
-    """The ASGI app. Preloading runs in the background: live at once, ready when it is done."""
-    settings = settings or Settings()
-    service = service or InferenceService(settings)
-
+def _docs_app(settings: Settings, service: InferenceService, routes: list[Route]) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.repository.scan()
@@ -37,16 +40,36 @@ def create_app(settings: Settings | None = None, service: InferenceService | Non
                 await task
             await service.stop()
 
-    app = FastAPI(title="ml-service", version=__version__, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
-    app.state.settings = settings
-    app.state.service = service
-    install_error_handlers(app)
-    app.include_router(seed.health_router)
-    app.include_router(seed.router)
-    app.include_router(v2.health_router)
-    app.include_router(v2.router)
-    app.include_router(openai.router)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(FastRoutes, service=service, settings=settings)  # outermost: skips the rest
+    app = FastAPI(title="ml-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    schema = build_openapi(routes, auth=bool(settings.api_keys))
+    app.openapi = lambda: schema  # type: ignore[method-assign]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        shape = ERROR_SHAPES[protocol_for_path(request.url.path)]
+        return Response(content=_dumps(shape(exc.status_code, code, str(exc.detail))), status_code=exc.status_code,
+                        media_type="application/json", headers=dict(exc.headers or {}))
+
     return app
+
+
+def _dumps(content: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(content)
+
+
+class App(Router):
+    """The ASGI application: the route table, with FastAPI behind it for the docs."""
+
+    def __init__(self, settings: Settings, service: InferenceService, observers: Observers) -> None:
+        self.docs = _docs_app(settings, service, ROUTES)
+        super().__init__(ROUTES, self.docs, service, settings, observers)
+
+
+def create_app(settings: Settings | None = None, service: InferenceService | None = None,
+               observers: Observers | None = None) -> App:
+    """The ASGI app. Preloading runs in the background: live at once, ready when it is done."""
+    settings = settings or Settings()
+    return App(settings, service or InferenceService(settings), observers or Observers())

@@ -2,19 +2,24 @@
 
 A two-stage pipeline on threads, so the event loop only enqueues and receives results:
 
-* **pre** threads take the raw items queued so far and preprocess them (tokenize, decode) while
-  the compute workers run earlier batches;
+* **pre** threads take queued raw items (a bounded chunk at a time) and preprocess them (tokenize,
+  decode) while the compute workers run earlier batches;
 * **compute** workers (one per core on CPU, each running the model single-threaded: no barrier
   between threads, and an idle core for the HTTP layer when one worker waits) take ready batches.
   A worker that finds none waits until `max_batch_size` items are ready or the oldest has waited
   `max_queue_delay_ms` (it does not wait when nothing else is computing or on its way, so a lone
-  request is not delayed), takes a window of the oldest ready items (up to `window_factor`
-  batches), sorts it by length to cut padding, and splits it into balanced batches capped by
-  `max_batch_size` and `max_batch_tokens` that all workers then share.
+  request is not delayed), takes a window of ready items (up to `window_factor` batches), sorts it by
+  length to cut padding, and splits it into balanced batches capped by `max_batch_size` and
+  `max_batch_tokens` that all workers then share.
+
+**Fairness.** Both queues hold one lane per request and are taken round-robin across lanes, so a
+2,048-item request is interleaved with a one-item request instead of going first.
 
 Each item has its own asyncio future, resolved on the loop. A full queue fails at once
 (`QueueFull`); an item whose deadline passed before its batch started is dropped uncomputed
-(`DeadlineExceeded`); a cancelled item is skipped; an exception fails only its own batch.
+(`DeadlineExceeded`); a cancelled item (its client left) is dropped before any further work; an
+exception fails only its own batch. A request may bring a post-step (a classifier head on this
+encoder) that runs on its own items' output rows.
 """
 
 from __future__ import annotations
@@ -25,22 +30,25 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from ml_service.dataplane import ItemResult
 from ml_service.errors import DeadlineExceeded, InferenceFailed, MLServiceError, ModelUnavailable, QueueFull
 from ml_service.manifest import Batching
 from ml_service.runtime.base import Runtime
-from ml_service.tasks.base import ItemResult, Prepared, Task
+from ml_service.tasks.base import ModelTask, PostStep, Prepared, RequestBudget
 
 log = logging.getLogger(__name__)
 
 
-#: a head on the batch's outputs: per-item output rows of the encoder in, per-item rows out
-Head = Callable[[list[dict[str, np.ndarray]]], list[dict[str, np.ndarray]]]
+@dataclass(eq=False)
+class _Request:
+    """What the items of one `submit` share: their post-step and preprocessing budget."""
+
+    post: PostStep | None
+    budget: RequestBudget
 
 
 @dataclass(eq=False)
@@ -50,19 +58,67 @@ class _Item:
     loop: asyncio.AbstractEventLoop
     enqueued: float
     deadline: float
-    head: Head | None = None
+    request: _Request
     prepared: Prepared | None = None
+
+
+class _Lanes:
+    """Items in one lane per request, taken round-robin across lanes (not thread-safe: the batcher's lock)."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[_Request, deque[_Item]] = {}
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, items: Sequence[_Item]) -> None:
+        for it in items:
+            lane = self._lanes.get(it.request)
+            if lane is None:
+                lane = self._lanes[it.request] = deque()
+            lane.append(it)
+        self._n += len(items)
+
+    def take(self, n: int) -> list[_Item]:
+        """Up to `n` items, one per lane in turn; a lane served goes to the back of the line."""
+        out: list[_Item] = []
+        lanes = self._lanes
+        while lanes and len(out) < n:
+            for req in list(lanes):
+                lane = lanes.pop(req)
+                out.append(lane.popleft())
+                if lane:
+                    lanes[req] = lane  # re-inserted last
+                if len(out) == n:
+                    break
+        self._n -= len(out)
+        return out
+
+    def oldest(self) -> float:
+        return min(lane[0].enqueued for lane in self._lanes.values())
+
+    def clear(self) -> list[_Item]:
+        out = [it for lane in self._lanes.values() for it in lane]
+        self._lanes.clear()
+        self._n = 0
+        return out
+
+    def __iter__(self) -> Iterator[_Item]:
+        return (it for lane in self._lanes.values() for it in lane)
 
 
 @dataclass
 class BatchStats:
-    """Counters a batcher keeps about itself (read by /models and metrics)."""
+    """Counters a batcher keeps about itself (updated under its lock; read by /models)."""
 
     batches: int = 0
     items: int = 0
     padded_tokens: int = 0
     real_tokens: int = 0
     expired: int = 0
+    cancelled: int = 0
+    rejected: int = 0  # refused at submit: queue full
     failed_batches: int = 0
     recent_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
 
@@ -108,30 +164,22 @@ def _settle(pairs: list[tuple[asyncio.Future[ItemResult], ItemResult | BaseExcep
 class Batcher:
     """Queues items for one runtime and computes them in dynamic batches."""
 
-    def __init__(
-        self,
-        name: str,
-        task: Task,
-        runtime: Runtime,
-        cfg: Batching,
-        workers: int = 1,
-        on_batch: Callable[[int, float], None] | None = None,
-    ) -> None:
+    def __init__(self, name: str, task: ModelTask, runtime: Runtime, cfg: Batching, workers: int = 1) -> None:
         self.name = name
         self.task = task
         self.runtime = runtime
         self.cfg = cfg
         self.stats = BatchStats()
-        self._on_batch = on_batch
         # one lock; pre threads and compute workers wait on separate conditions, so a new item wakes
         # one thread that can use it instead of every thread
         self._lock = threading.Lock()
         self._pre_cv = threading.Condition(self._lock)
         self._work_cv = threading.Condition(self._lock)
-        self._raw: deque[_Item] = deque()
-        self._ready: deque[_Item] = deque()
+        self._raw = _Lanes()
+        self._ready = _Lanes()
         self._batches: deque[list[_Item]] = deque()  # formed, waiting for a free worker
         self._workers = max(1, workers)
+        self._chunk = cfg.max_batch_size * cfg.window_factor  # items a pre thread takes at a time
         self._busy = 0  # workers computing a batch
         self._preparing = 0  # items taken by a pre thread, not yet ready
         self._pending = 0  # submitted and not yet settled
@@ -153,26 +201,29 @@ class Batcher:
         """Items submitted and not yet answered."""
         return self._pending
 
-    def submit(
-        self, raws: Sequence[Any], timeout_s: float, head: Head | None = None
-    ) -> list[asyncio.Future[ItemResult]]:
-        """Queue items; returns one future per item, in order. Raises QueueFull at once when full.
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
-        With a `head`, the items share batches with everyone else's and the head maps their rows of the
-        batch's outputs to this request's outputs (one encoder serving several classifiers)."""
+    def submit(self, raws: Sequence[Any], timeout_s: float, post: PostStep | None = None,
+               budget: RequestBudget | None = None) -> list[asyncio.Future[ItemResult]]:
+        """Queue one request's items; returns one future per item, in order. Raises QueueFull at once when
+        full. `post` runs on these items' output rows (a head on this encoder)."""
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        items = [_Item(r, loop.create_future(), loop, now, now + timeout_s, head) for r in raws]
+        req = _Request(post, budget or self.task.new_budget())
+        items = [_Item(r, loop.create_future(), loop, now, now + timeout_s, req) for r in raws]
         with self._lock:
             if self._stopped:
                 raise ModelUnavailable(f"model '{self.name}' is unloading; retry")
             if self._pending + len(items) > self.cfg.max_queue_size:
+                self.stats.rejected += len(items)
                 raise QueueFull(
                     f"model '{self.name}' has {self._pending} items queued (limit "
                     f"{self.cfg.max_queue_size}); retry shortly"
                 )
             self._pending += len(items)
-            self._raw.extend(items)
+            self._raw.add(items)
             self._pre_cv.notify()
         return [it.future for it in items]
 
@@ -180,9 +231,7 @@ class Batcher:
         """Stop the threads; items still queued fail with ModelUnavailable."""
         with self._lock:
             self._stopped = True
-            leftovers = list(self._raw) + list(self._ready) + [it for b in self._batches for it in b]
-            self._raw.clear()
-            self._ready.clear()
+            leftovers = self._raw.clear() + self._ready.clear() + [it for b in self._batches for it in b]
             self._batches.clear()
             self._pre_cv.notify_all()
             self._work_cv.notify_all()
@@ -207,7 +256,7 @@ class Batcher:
                 loop.call_soon_threadsafe(_settle, fpairs)
 
     def _live(self, items: Sequence[_Item]) -> list[_Item]:
-        """Drop cancelled items and fail expired ones."""
+        """Drop cancelled items (their client left) and fail expired ones."""
         now = time.perf_counter()
         live, dead, expired = [], [], []
         for it in items:
@@ -217,11 +266,12 @@ class Batcher:
                 expired.append(it)
             else:
                 live.append(it)
-        if dead:
+        if dead or expired:
             with self._lock:
                 self._pending -= len(dead)
+                self.stats.cancelled += len(dead)
+                self.stats.expired += len(expired)
         if expired:
-            self.stats.expired += len(expired)
             self._fail(expired, DeadlineExceeded(
                 f"the request waited longer than its deadline in model '{self.name}''s queue"))
         return live
@@ -233,11 +283,10 @@ class Batcher:
                     self._pre_cv.wait()
                 if self._stopped:
                     return
-                # an equal share per pre thread, so slow items (images) decode in parallel
-                n = len(self._raw)
-                if self.task.parallel_preprocess:
+                n = min(len(self._raw), self._chunk)
+                if self.task.parallel_preprocess:  # an equal share per pre thread: images decode in parallel
                     n = min(n, max(1, -(-n // self._workers)))
-                items = [self._raw.popleft() for _ in range(n)]
+                items = self._raw.take(n)
                 self._preparing += len(items)
                 if self._raw:
                     self._pre_cv.notify()
@@ -256,7 +305,7 @@ class Batcher:
         if not items:
             return
         try:
-            prepared = self.task.preprocess([it.raw for it in items])
+            prepared = self.task.preprocess([it.raw for it in items], [it.request.budget for it in items])
         except Exception:
             log.exception("preprocessing failed in model %s", self.name)
             self._fail(items, InferenceFailed("preprocessing failed"))
@@ -272,7 +321,7 @@ class Batcher:
         with self._lock:
             stopped = self._stopped
             if not stopped:
-                self._ready.extend(ok)
+                self._ready.add(ok)
                 self._work_cv.notify()
         if stopped:
             self._fail(ok, ModelUnavailable(f"model '{self.name}' was unloaded; retry"))
@@ -294,14 +343,20 @@ class Batcher:
                 # their way; otherwise a lone request would just sit out the delay.
                 others = self._busy > 0 or self._raw or self._preparing
                 if len(self._ready) < cfg.max_batch_size and others:
-                    remaining = self._ready[0].enqueued + delay - time.perf_counter()
+                    remaining = self._ready.oldest() + delay - time.perf_counter()
                     if remaining > 0:
                         self._work_cv.wait(remaining)
                         continue
-                n = min(len(self._ready), cfg.max_batch_size * cfg.window_factor)
-                window = [self._ready.popleft() for _ in range(n)]
+                window = self._ready.take(cfg.max_batch_size * cfg.window_factor)
+                gone = [it for it in window if it.future.cancelled()]
+                if gone:  # dropped here, before they take a place in a batch
+                    window = [it for it in window if not it.future.cancelled()]
+                    self._pending -= len(gone)
+                    self.stats.cancelled += len(gone)
                 prepared = [it.prepared for it in window if it.prepared is not None]
                 self._batches.extend([window[i] for i in idx] for idx in split_window(prepared, cfg))
+                if not self._batches:
+                    continue
                 break
             self._busy += 1
             batch = self._batches.popleft()
@@ -325,25 +380,25 @@ class Batcher:
                     self._busy -= 1
                     self._work_cv.notify()
 
-    def _apply_heads(self, batch: list[_Item], rows: list[dict[str, np.ndarray]]) -> set[_Item]:
-        """Replace the rows of items that came with a head by the head's outputs; returns failed items."""
-        groups: dict[Head, list[int]] = {}
+    def _apply_post_steps(self, batch: list[_Item], rows: list[dict[str, Any]]) -> set[_Item]:
+        """Replace the rows of items whose request has a post-step by its outputs; returns failed items."""
+        groups: dict[PostStep, list[int]] = {}
         for i, it in enumerate(batch):
-            if it.head is not None:
-                groups.setdefault(it.head, []).append(i)
+            if it.request.post is not None:
+                groups.setdefault(it.request.post, []).append(i)
         failed: set[_Item] = set()
-        for head, idx in groups.items():
-            bad = [batch[i] for i in idx]
+        for step, idx in groups.items():
+            items = [batch[i] for i in idx]
             try:
-                out = head([rows[i] for i in idx])
-            except MLServiceError as exc:  # e.g. the head was unloaded while its items were queued
-                failed.update(bad)
-                self._fail(bad, exc)
+                out = step([rows[i] for i in idx])
+            except MLServiceError as exc:
+                failed.update(items)
+                self._fail(items, exc)
                 continue
             except Exception:
-                log.exception("a head on model %s failed", self.name)
-                failed.update(bad)
-                self._fail(bad, InferenceFailed(f"a classifier head on model '{self.name}' failed"))
+                log.exception("a post-step on model %s failed", self.name)
+                failed.update(items)
+                self._fail(items, InferenceFailed(f"a classifier head on model '{self.name}' failed"))
                 continue
             for i, row in zip(idx, out, strict=True):
                 rows[i] = row
@@ -361,26 +416,24 @@ class Batcher:
             rows = self.task.postprocess(outputs, feeds, prepared)
         except Exception:
             log.exception("inference failed in model %s (batch of %d)", self.name, len(batch))
-            self.stats.failed_batches += 1
+            with self._lock:
+                self.stats.failed_batches += 1
             self._fail(batch, InferenceFailed(f"model '{self.name}' failed to compute this batch"))
             return
-        failed = self._apply_heads(batch, rows)
+        failed = self._apply_post_steps(batch, rows)
         if failed:
             keep = [i for i, it in enumerate(batch) if it not in failed]
             batch, rows = [batch[i] for i in keep], [rows[i] for i in keep]
-        t1 = time.perf_counter()
-        infer_ms = (t1 - t0) * 1000
-        n = len(batch)
-        st = self.stats
-        st.batches += 1
-        st.items += n
-        st.recent_sizes.append(n)
-        st.real_tokens += sum(p.cost for p in prepared)
-        st.padded_tokens += max(p.cost for p in prepared) * n
+        infer_ms = (time.perf_counter() - t0) * 1000
+        n = len(prepared)
+        with self._lock:
+            st = self.stats
+            st.batches += 1
+            st.items += n
+            st.recent_sizes.append(n)
+            st.real_tokens += sum(p.cost for p in prepared)
+            st.padded_tokens += max(p.cost for p in prepared) * n
         self._settle_items([
-            (it, ItemResult(row, it.prepared.meta if it.prepared else {}, (t0 - it.enqueued) * 1000,
-                            infer_ms, n))
+            (it, ItemResult(row, it.prepared.meta if it.prepared else {}, (t0 - it.enqueued) * 1000, infer_ms, n))
             for it, row in zip(batch, rows, strict=True)
         ])
-        if self._on_batch is not None:
-            self._on_batch(n, infer_ms)

@@ -71,24 +71,37 @@ def models_list(model_dir: ModelDir = None) -> None:
 
 
 @models_app.command("validate")
-def models_validate(path: Annotated[Path, typer.Argument(help="a model directory or a repository")]) -> None:
-    """Check model directories; exit 1 if any is invalid."""
-    from ml_service.repository import ModelRepository, scan_model_dir
+def models_validate(
+    path: Annotated[Path, typer.Argument(help="a model directory or a repository")],
+    load: Annotated[bool, typer.Option(help="also load each served version and run its checks")] = True,
+) -> None:
+    """Check model directories as the server would (manifest, files, aliases, then a real load with its
+    warm-up and label checks); exit 1 if any is invalid."""
+    from ml_service.registry import ModelRegistry, _describe
+    from ml_service.repository import ModelRepository
 
-    if (path / "model.toml").exists():
-        entries = {path.name: scan_model_dir(path)}
-    else:
-        entries = ModelRepository(path).scan()
+    root, only = (path.parent, path.name) if (path / "model.toml").exists() else (path, None)
+    repo = ModelRepository(root)
+    entries = {n: e for n, e in repo.scan().items() if only is None or n == only}
     if not entries:
         console.print(f"[red]no model directories under {path}[/red]")
         raise typer.Exit(1)
+    registry = ModelRegistry(repo, _settings(root, compute_workers=1))
     bad = 0
     for name, e in entries.items():
-        if e.valid:
-            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, served {e.served_versions}")
-        else:
+        problems = [e.error] if e.error else []
+        problems += [f"alias {a!r} is already claimed by model {repo.canonical_name(a)!r}" for a in e.alias_conflicts]
+        if e.valid and load:
+            for v in e.served_versions:
+                try:
+                    registry.check(e, v)
+                except Exception as exc:
+                    problems.append(f"version {v} does not load: {_describe(exc)}")
+        if problems:
             bad += 1
-            console.print(f"[red]invalid[/red] {name}: {e.error}")
+            console.print(f"[red]invalid[/red] {name}: " + "; ".join(problems))
+        else:
+            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, served {e.served_versions}")
     raise typer.Exit(1 if bad else 0)
 
 
@@ -99,7 +112,7 @@ def models_build(
     force: Annotated[bool, typer.Option(help="rebuild even if up to date")] = False,
 ) -> None:
     """Build the real models from packaged weights (needs the `build` extra)."""
-    from ml_service.build import build_all
+    from ml_service.modelbuild import build_all
 
     settings = _settings(model_dir)
     build_all(settings.model_cache_dir, only=only.split(",") if only else None, force=force)
@@ -127,12 +140,15 @@ def predict(
         data["top_k"] = top_k
 
     async def run() -> dict[str, Any]:
-        from ml_service.api.seed import seed_inference  # the seed API's own answer, without HTTP
+        from ml_service.codecs import native  # the service's own API's answer, without HTTP
+        from ml_service.observe import RequestContext
 
         service = InferenceService(_settings(model_dir))
         service.repository.scan()
         try:
-            return await seed_inference(service, {"model_type": model, "data": data, "version": version})
+            req = native.parse_request({"model_type": model, "data": data, "version": version})
+            request, k = native.decode(req, service.spec(req.model, req.version))
+            return native.encode(await service.infer(request, RequestContext("cli", "predict")), k)
         finally:
             await service.stop()
 

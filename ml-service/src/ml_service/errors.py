@@ -63,11 +63,14 @@ class Unauthorized(MLServiceError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
-class RateLimited(MLServiceError):
-    """Too many requests for this key."""
+class MethodNotAllowed(MLServiceError):
+    """The path exists but not for this method."""
 
-    status_code = 429
-    code = "rate_limited"
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(f"{message}; use {', '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
 
 
 class InferenceFailed(MLServiceError):
@@ -78,10 +81,13 @@ class InferenceFailed(MLServiceError):
 
 
 class ModelUnavailable(MLServiceError):
-    """The model failed to load, is over the memory budget, or is shutting down."""
+    """The model failed to load, does not fit in the memory budget now, or is unloading; retry later."""
 
     status_code = 503
     code = "model_unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class QueueFull(MLServiceError):
@@ -99,6 +105,10 @@ class DeadlineExceeded(MLServiceError):
 
     status_code = 504
     code = "deadline_exceeded"
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was ready; nothing is sent and nothing is logged as an error."""
 
 
 class ManifestError(Exception):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ml_service.errors import ManifestError
 
-Task = Literal["embedding", "text-classification", "image-classification", "tensor"]
+TaskName = Literal["embedding", "text-classification", "image-classification", "tensor"]
 RuntimeName = Literal["onnx", "openvino", "torchscript", "fake"]
 DType = Literal[
     "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
@@ -81,7 +81,8 @@ class Limits(_Strict):
     max_items: int = Field(default=256, ge=1)
     max_text_chars: int = Field(default=50_000, ge=1)
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
-    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="decoded pixels of one image")
+    max_request_pixels: int = Field(default=160_000_000, ge=1, description="decoded pixels of one request's images")
     max_tensor_elements: int = Field(default=16_000_000, ge=1)
 
 
@@ -113,7 +114,7 @@ VersionPolicy = Annotated[
 class Manifest(_Strict):
     """The validated contents of `<name>/model.toml`."""
 
-    task: Task
+    task: TaskName
     runtime: RuntimeName = "onnx"
     file: str = Field(default="model.onnx", description="the model file inside each version directory")
     aliases: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = []

@@ -1,5 +1,18 @@
-"""Loaded models: lazy loading (once, however many ask), LRU eviction under a memory budget,
-failed-load reporting, explicit load and unload."""
+"""Loaded models: lazy loading (once, however many ask), a memory budget with LRU eviction that never thrashes,
+draining unloads, failed-load reporting, and shared-encoder heads.
+
+Memory policy. Each model counts what it really cost: the process RSS growth while it loaded and ran its
+full-size warm-up batch on every compute worker (so its runtime's arena is at working size), or the file
+estimate until it has been measured once. A load that does not fit evicts least-recently-used models, but
+only models that have been idle for `eviction_idle_s` and only when evicting them makes the load fit; else it
+waits for memory (bounded by the request's deadline) and then answers 503 with Retry-After. Being over budget
+is never a failed load. So a model in use is never evicted, and a model evicted moments ago cannot evict its
+evictor in turn until that one has been idle too: no load/evict loop.
+
+Heads (model.toml `encoder`) hold only their head graph; a request on a head holds its encoder too (loading
+it if needed) and runs the head as a post-step on the encoder's batches. An encoder can be unloaded or evicted
+like any model: its heads load it again on their next request.
+"""
 
 from __future__ import annotations
 
@@ -11,55 +24,56 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
-
-from ml_service.batching import Batcher, Head
+from ml_service.batching import Batcher
 from ml_service.errors import ModelNotFound, ModelUnavailable
+from ml_service.memory import rss_bytes, trim_heap
 from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
 from ml_service.settings import Settings
-from ml_service.tasks import Task, create_task
+from ml_service.tasks import Classifier, ModelTask, PostStep, create_task
 
 log = logging.getLogger(__name__)
 
 _PATH_RE = re.compile(r"[^\s:'\"/]*(?:/[^\s:'\"/]+)+")
-State = Literal["unloaded", "loading", "ready", "failed"]
-_LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS delta is this model's
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process (Linux), 0 where unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+State = Literal["unloaded", "loading", "ready", "failed", "unloading"]
+Key = tuple[str, int]
+_LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS growth is this model's
+RETRY_AFTER_S = 1
 
 
 def estimate_bytes(version: ModelVersion) -> int:
-    """Memory a model will take before it is loaded: its files, plus room for the runtime's buffers."""
+    """Memory a model will take before it has been measured: its files, plus room for the runtime's buffers."""
     return int(version.size_bytes * 1.3) + 16 * 1024 * 1024
 
 
 @dataclass
 class LoadedModel:
-    """A model version that is loaded: its runtime, task and batcher."""
+    """A model version that is loaded: its runtime and task, and its batcher (or, for a head, its encoder)."""
 
     name: str
     version: int
     entry: ModelEntry
     runtime: Runtime
-    task: Task
-    batcher: Batcher
+    task: ModelTask
+    batcher: Batcher | None
     memory_bytes: int
-    encoder: LoadedModel | None = None  # the model whose batcher this head shares
-    head: Head | None = None
-    dependents: int = 0  # heads loaded on this model's batcher
+    encoder: Key | None = None  # a head's encoder
+    post: PostStep | None = None  # a head's step on its encoder's batches
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A model held for one request: its task, the batcher to submit to, and the head step to run after."""
+
+    model: LoadedModel
+    batcher: Batcher
+    post: PostStep | None
 
 
 @dataclass
@@ -68,10 +82,12 @@ class _Slot:
     error: str | None = None
     model: LoadedModel | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    measured_bytes: int | None = None  # what it cost when last loaded: the estimate for its next load
+    evictions: int = 0
 
 
 class ModelRegistry:
-    """What is loaded now, and the policy for loading and evicting."""
+    """What is loaded now, and the policy for loading, evicting and unloading."""
 
     def __init__(self, repository: ModelRepository, settings: Settings) -> None:
         self.repository = repository
@@ -79,25 +95,41 @@ class ModelRegistry:
         self.budget_bytes = settings.memory_budget_mb * 1024 * 1024
         self.options = RuntimeOptions(threads=settings.threads, device=settings.device,
                                       spinning=settings.ort_spinning)
-        self._slots: dict[tuple[str, int], _Slot] = {}
-        self._reserved: dict[tuple[str, int], int] = {}  # estimated bytes of loads in progress
+        self._slots: dict[Key, _Slot] = {}
+        self._reserved: dict[Key, int] = {}  # bytes of loads in progress
+        self._memory_waiters: list[asyncio.Future[None]] = []
 
+    # -- state -------------------------------------------------------------------------------------
     def slot(self, name: str, version: int) -> _Slot:
         return self._slots.setdefault((name, version), _Slot())
 
     def state(self, name: str, version: int) -> tuple[State, str | None, LoadedModel | None]:
+        """A version's state as a request would find it: a head is only ready when its encoder is."""
         s = self._slots.get((name, version))
-        return (s.state, s.error, s.model) if s else ("unloaded", None, None)
+        if s is None:
+            return "unloaded", None, None
+        if s.model is not None and s.model.encoder is not None and s.state == "ready":
+            enc_state, enc_error, _ = self.state(*s.model.encoder)
+            if enc_state != "ready":
+                reason = f"its encoder {s.model.encoder[0]}:{s.model.encoder[1]} is {enc_state}"
+                return ("failed" if enc_state == "failed" else "unloaded"), enc_error or reason, s.model
+        return s.state, s.error, s.model
+
+    def evictions(self, name: str, version: int) -> int:
+        s = self._slots.get((name, version))
+        return s.evictions if s else 0
 
     @property
     def loaded(self) -> list[LoadedModel]:
         return [s.model for s in self._slots.values() if s.model is not None]
 
     def used_bytes(self) -> int:
-        """Bytes held by loaded models plus the estimates of loads in progress."""
+        """Bytes held by loaded models plus those of loads in progress."""
         return sum(m.memory_bytes for m in self.loaded) + sum(self._reserved.values())
 
-    async def get(self, name_or_alias: str, version: str | int | None = None) -> LoadedModel:
+    # -- requests ----------------------------------------------------------------------------------
+    async def get(self, name_or_alias: str, version: str | int | None = None, deadline: float | None = None
+                  ) -> LoadedModel:
         """The loaded model for a request, loading it first if needed."""
         entry = self.repository.get(name_or_alias)
         mv = entry.version(version)
@@ -105,182 +137,224 @@ class ModelRegistry:
         if slot.model is not None:
             slot.model.last_used = time.monotonic()
             return slot.model
-        return await self.load(entry.name, mv.number)
+        return await self.load(entry.name, mv.number, deadline=deadline)
 
     @contextlib.asynccontextmanager
-    async def use(self, name_or_alias: str, version: str | int | None = None) -> AsyncIterator[LoadedModel]:
-        """Hold a model for one request: it cannot be evicted while held."""
-        model = await self.get(name_or_alias, version)
+    async def use(self, name_or_alias: str, version: str | int | None = None, deadline: float | None = None
+                  ) -> AsyncIterator[Lease]:
+        """Hold a model (and a head's encoder) for one request: neither is evicted or stopped while held."""
+        model = await self.get(name_or_alias, version, deadline)
         model.in_flight += 1
         try:
-            yield model
+            if model.encoder is None:
+                assert model.batcher is not None
+                yield Lease(model, model.batcher, None)
+            else:
+                encoder = await self.get(*model.encoder, deadline=deadline)
+                encoder.in_flight += 1
+                try:
+                    assert encoder.batcher is not None
+                    yield Lease(model, encoder.batcher, model.post)
+                finally:
+                    self._release(encoder)
         finally:
-            model.in_flight -= 1
-            model.last_used = time.monotonic()
-            if model.encoder is not None:  # a head's requests use its encoder too
-                model.encoder.last_used = model.last_used
+            self._release(model)
 
-    async def load(self, name: str, version: int | None = None, *, retry_failed: bool = False) -> LoadedModel:
+    def _release(self, model: LoadedModel) -> None:
+        model.in_flight -= 1
+        model.last_used = time.monotonic()
+        if model.in_flight == 0:
+            self._memory_changed()
+
+    # -- loading -----------------------------------------------------------------------------------
+    async def load(self, name: str, version: int | None = None, *, retry_failed: bool = False,
+                   deadline: float | None = None) -> LoadedModel:
         """Load a version once, however many callers ask at the same time."""
         entry = self.repository.get(name)
         mv = entry.version(version)
-        slot = self.slot(entry.name, mv.number)
+        key = (entry.name, mv.number)
+        slot = self.slot(*key)
         async with slot.lock:
             if slot.model is not None:
                 return slot.model
             if slot.state == "failed" and not retry_failed:
-                raise ModelUnavailable(f"model '{entry.name}' version {mv.number} failed to load: {slot.error}")
-            need = estimate_bytes(mv)
-            key = (entry.name, mv.number)
-            await self._make_room(need, exclude=key)
+                raise ModelUnavailable(f"model '{entry.name}' version {mv.number} failed to load: {slot.error}; "
+                                       "load it again once it is fixed")
+            need = slot.measured_bytes or estimate_bytes(mv)
             slot.state, slot.error = "loading", None
-            log.info("loading model %s version %d", entry.name, mv.number)
-            self._reserved[key] = need  # so concurrent loads of other models cannot overshoot the budget
-            encoder = None
             try:
-                encoder = await self._load_encoder(entry, mv)
-                if encoder is not None:  # held from now on, so it cannot be evicted while the head loads
-                    encoder.dependents += 1
-                model = await asyncio.to_thread(self._load_sync, entry, mv, need, encoder)
+                await self._make_room(need, key, deadline)
+            except BaseException:
+                slot.state = "unloaded"  # over budget now is not a failed model
+                raise
+            log.info("loading model %s version %d", entry.name, mv.number)
+            self._reserved[key] = need
+            try:
+                model = await asyncio.to_thread(self._load_sync, entry, mv, need)
             except Exception as exc:
-                if encoder is not None:
-                    encoder.dependents -= 1
                 slot.state, slot.error = "failed", _describe(exc)
                 log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error)
                 raise ModelUnavailable(
-                    f"model '{entry.name}' version {mv.number} failed to load: {slot.error}"
-                ) from None
+                    f"model '{entry.name}' version {mv.number} failed to load: {slot.error}") from None
+            except BaseException:
+                slot.state = "unloaded"
+                raise
             finally:
                 self._reserved.pop(key, None)
-            if model.encoder is None:
+                self._memory_changed()
+            if model.batcher is not None:
                 model.batcher.start()
-            slot.model, slot.state = model, "ready"
+            slot.model, slot.state, slot.measured_bytes = model, "ready", model.memory_bytes
             log.info("model %s version %d ready (%.0f MB)", entry.name, mv.number, model.memory_bytes / 2**20)
             return model
 
-    async def _load_encoder(self, entry: ModelEntry, mv: ModelVersion) -> LoadedModel | None:
-        """For a head, the encoder model it runs on (loaded first)."""
+    def _encoder_of(self, entry: ModelEntry, version: int) -> Key | None:
+        """For a head, its encoder's key (checked, not loaded)."""
         assert entry.manifest is not None
-        manifest = entry.manifest.for_version(mv.number)
+        manifest = entry.manifest.for_version(version)
         if not manifest.encoder:
             return None
-        enc_entry = self.repository.get(manifest.encoder)
-        if enc_entry.manifest is None or enc_entry.manifest.task != "embedding" or enc_entry.manifest.encoder:
+        enc = self.repository.get(manifest.encoder)
+        if enc.manifest is None or enc.manifest.task != "embedding" or enc.manifest.encoder:
             raise RuntimeError(f"encoder {manifest.encoder!r} is not an embedding model")
-        if enc_entry.name == entry.name:
+        if enc.name == entry.name:
             raise RuntimeError("a model cannot be its own encoder")
-        return await self.load(enc_entry.name, enc_entry.version(manifest.encoder_version).number)
+        return enc.name, enc.version(manifest.encoder_version).number
 
-    def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int,
-                   encoder: LoadedModel | None = None) -> LoadedModel:
+    def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int) -> LoadedModel:
         assert entry.manifest is not None
         manifest = entry.manifest.for_version(mv.number)
+        encoder = self._encoder_of(entry, mv.number)
         with _LOAD_LOCK:
             before = rss_bytes()
             runtime = create_runtime(entry.file(mv, manifest.file), manifest, self.options)
             runtime.load()
-            task = create_task(entry, mv, manifest)
-            task.load()
-            _check_labels(entry, runtime)
-            if encoder is None:
-                _warm_up(entry, task, runtime)
+            try:
+                task = create_task(entry, mv, manifest)
+                task.load()
+                workers = 1 if encoder else self.settings.workers(on_gpu=runtime.device == "cuda")
+                # every worker runs a full batch at once: the runtime's arena grows to its working size now
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(lambda _: task.validate(runtime), range(workers)))
+            except BaseException:
+                runtime.unload()
+                raise
             measured = rss_bytes() - before
-        name = f"{entry.name}:{mv.number}"
+        memory = max(measured, estimate if not encoder else 0, 1)
         if encoder is not None:
-            head = _make_head(task, runtime)
-            return LoadedModel(entry.name, mv.number, entry, runtime, task, encoder.batcher,
-                               max(measured, estimate), encoder=encoder, head=head)
-        workers = self.settings.workers(on_gpu=runtime.device == "cuda")
-        batcher = Batcher(name, task, runtime, manifest.batching, workers=workers)
-        return LoadedModel(entry.name, mv.number, entry, runtime, task, batcher, max(measured, estimate))
+            assert isinstance(task, Classifier)
+            return LoadedModel(entry.name, mv.number, entry, runtime, task, None, memory, encoder=encoder,
+                               post=task.post_step(runtime))
+        batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers)
+        return LoadedModel(entry.name, mv.number, entry, runtime, task, batcher, memory)
 
-    async def _make_room(self, need: int, exclude: tuple[str, int]) -> None:
-        """Evict least-recently-used idle models until `need` more bytes fit in the budget."""
-        while self.used_bytes() + need > self.budget_bytes:
-            idle = [m for m in self.loaded if m.in_flight == 0 and m.batcher.pending == 0 and m.dependents == 0
-                    and (m.name, m.version) != exclude]
-            if not idle:
+    def check(self, entry: ModelEntry, version: int) -> None:
+        """Load a version, run its warm-up and checks, and unload it (`ml-service models validate`)."""
+        model = self._load_sync(entry, entry.versions[version], 0)
+        model.runtime.unload()
+
+    # -- memory ------------------------------------------------------------------------------------
+    def _memory_changed(self) -> None:
+        waiters, self._memory_waiters = self._memory_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _evictable(self, exclude: Key) -> tuple[list[LoadedModel], float | None]:
+        """Models that may be evicted now (LRU first), and when the next busy-but-idle one becomes evictable."""
+        now, idle_s = time.monotonic(), self.settings.eviction_idle_s
+        ready, soonest = [], None
+        for m in self.loaded:
+            if m.in_flight or (m.batcher is not None and m.batcher.pending) or (m.name, m.version) == exclude:
+                continue
+            if now - m.last_used >= idle_s:
+                ready.append(m)
+            else:
+                t = m.last_used + idle_s
+                soonest = t if soonest is None else min(soonest, t)
+        return sorted(ready, key=lambda m: m.last_used), soonest
+
+    async def _make_room(self, need: int, key: Key, deadline: float | None) -> None:
+        """Make `need` bytes fit in the budget: evict idle models only when that makes it fit; else wait."""
+        if need > self.budget_bytes:
+            raise ModelUnavailable(
+                f"model '{key[0]}' version {key[1]} needs ~{need // 2**20} MB, more than the whole memory budget "
+                f"of {self.budget_bytes // 2**20} MB; raise ML_SERVICE_MEMORY_BUDGET_MB",
+                retry_after_s=RETRY_AFTER_S)
+        loop = asyncio.get_running_loop()
+        while True:
+            free = self.budget_bytes - self.used_bytes()
+            if need <= free:
+                return
+            victims, soonest = self._evictable(key)
+            if free + sum(m.memory_bytes for m in victims) >= need:
+                for victim in victims:
+                    log.info("evicting model %s version %d (least recently used, idle)", victim.name, victim.version)
+                    if await self._unload_slot((victim.name, victim.version), evicted=True):
+                        free += victim.memory_bytes
+                    if need <= free:
+                        return
+                continue
+            now = time.monotonic()
+            left = (deadline - now) if deadline is not None else 0.0
+            if left <= 0:
                 raise ModelUnavailable(
-                    f"not enough memory budget to load this model (needs ~{need // 2**20} MB, "
-                    f"{self.used_bytes() // 2**20} of {self.budget_bytes // 2**20} MB in use by busy models); "
-                    "retry later or raise ML_SERVICE_MEMORY_BUDGET_MB"
-                )
-            victim = min(idle, key=lambda m: m.last_used)
-            log.info("evicting model %s version %d (least recently used)", victim.name, victim.version)
-            await self._unload_slot(victim.name, victim.version)
+                    f"not enough memory budget to load model '{key[0]}' now (needs ~{need // 2**20} MB, "
+                    f"{self.used_bytes() // 2**20} of {self.budget_bytes // 2**20} MB held by models in use); "
+                    "retry later or raise ML_SERVICE_MEMORY_BUDGET_MB", retry_after_s=RETRY_AFTER_S)
+            wait = min(left, 0.5 if soonest is None else max(0.01, soonest - now))
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._memory_waiters.append(waiter)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, wait)
 
+    # -- unloading ---------------------------------------------------------------------------------
     async def unload(self, name: str, version: int | None = None) -> list[int]:
-        """Unload one version, or every loaded version of a model; returns the versions unloaded."""
+        """Unload one version, or every loaded version of a model, after its requests finish."""
         try:
             name = self.repository.canonical_name(name)
         except ModelNotFound:
             if not any(n == name for n, _ in self._slots):  # a model gone from disk can still be unloaded
                 raise
-        versions = [version] if version is not None else [v for (n, v) in self._slots if n == name]
-        done = []
-        for v in versions:
-            if await self._unload_slot(name, v):
-                done.append(v)
-        return done
+        versions = [version] if version is not None else [v for (n, v) in list(self._slots) if n == name]
+        return [v for v in versions if await self._unload_slot((name, v))]
 
-    async def _unload_slot(self, name: str, version: int) -> bool:
-        slot = self._slots.get((name, version))
-        model = slot.model if slot else None
-        if slot is None or model is None:
-            if slot is not None and slot.state == "failed":  # unloading forgets a failed load
+    async def _unload_slot(self, key: Key, evicted: bool = False) -> bool:
+        slot = self._slots.get(key)
+        if slot is None:
+            return False
+        if slot.model is None and slot.state != "loading":
+            if slot.state == "failed":  # unloading forgets a failed load
                 slot.state, slot.error = "unloaded", None
             return False
-        for head in [m for m in self.loaded if m.encoder is model]:  # heads on this encoder go first
-            await self._unload_slot(head.name, head.version)
-        slot.model, slot.state, slot.error = None, "unloaded", None
-        if model.encoder is None:
-            await asyncio.to_thread(model.batcher.stop)
-        else:
-            model.encoder.dependents -= 1
-        model.runtime.unload()
+        async with slot.lock:  # a load in progress finishes first, then is unloaded
+            model = slot.model
+            if model is None:
+                return False
+            if evicted and (model.in_flight or (model.batcher is not None and model.batcher.pending)):
+                return False  # a request came in since it was chosen
+            # new requests wait for the lock and load it afresh; requests holding it finish first
+            slot.model, slot.state = None, "unloading"
+            drain_until = time.monotonic() + self.settings.request_timeout_s
+            while model.in_flight and time.monotonic() < drain_until:
+                await asyncio.sleep(0.01)
+            if model.batcher is not None:
+                await asyncio.to_thread(model.batcher.stop)
+            model.runtime.unload()
+            slot.state, slot.error = "unloaded", None
+            if evicted:
+                slot.evictions += 1
+        await asyncio.to_thread(trim_heap)
+        self._memory_changed()
+        log.info("model %s version %d unloaded%s", key[0], key[1], " (evicted)" if evicted else "")
         return True
 
     async def close(self) -> None:
         """Unload everything (shutdown)."""
-        for (name, v), slot in list(self._slots.items()):
+        for key, slot in list(self._slots.items()):
             if slot.model is not None:
                 with contextlib.suppress(Exception):
-                    await self._unload_slot(name, v)
-
-
-def _make_head(task: Task, runtime: Runtime) -> Head:
-    """A head: the encoder's embedding rows through this model's head graph and its postprocessing."""
-
-    def head(rows: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        if not runtime.loaded:
-            raise ModelUnavailable(f"model '{task.entry.name}' was unloaded; retry")
-        feeds = {"embedding": np.stack([r["embedding"] for r in rows])}
-        return task.postprocess(runtime.predict(feeds), feeds, [])
-
-    return head
-
-
-def _warm_up(entry: ModelEntry, task: Task, runtime: Runtime) -> None:
-    """One inference at load time; checks that a classifier's outputs match its labels file."""
-    items = task.warmup_items()
-    if not items:
-        return
-    prepared = [p for p in task.preprocess(items) if not isinstance(p, Exception)]
-    feeds = task.collate(prepared)
-    rows = task.postprocess(runtime.predict(feeds), feeds, prepared)
-    probs = rows[0].get("probabilities")
-    if entry.labels and probs is not None and probs.shape[-1] != len(entry.labels):
-        raise RuntimeError(f"the model has {probs.shape[-1]} classes but the labels file has {len(entry.labels)}")
-
-
-def _check_labels(entry: ModelEntry, runtime: Runtime) -> None:
-    if not entry.labels:
-        return
-    for spec in runtime.outputs:
-        if spec.shape and spec.shape[-1] > 0 and len(spec.shape) == 2 and spec.shape[-1] != len(entry.labels):
-            raise RuntimeError(
-                f"output '{spec.name}' has {spec.shape[-1]} classes but the labels file has {len(entry.labels)}"
-            )
+                    await self._unload_slot(key)
 
 
 def _describe(exc: BaseException) -> str:

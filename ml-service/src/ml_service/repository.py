@@ -34,6 +34,7 @@ class ModelEntry:
     error: str | None = None
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     labels: list[str] | None = None
+    alias_conflicts: list[str] = field(default_factory=list)  # aliases it declares that another model holds
 
     @property
     def valid(self) -> bool:
@@ -89,6 +90,13 @@ def _check_version(entry: ModelEntry, manifest: Manifest, vdir: Path) -> str | N
     if missing:
         return f"missing file(s): {', '.join(missing)}"
     return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _read_labels(path: Path) -> list[str]:
@@ -152,21 +160,37 @@ class ModelRepository:
                     entries[child.name] = scan_model_dir(child)
         else:
             log.warning("model repository %s does not exist", self.root)
-        aliases: dict[str, str] = {}
-        for name, entry in entries.items():
-            if entry.manifest is None:
-                continue
-            for alias in entry.manifest.aliases:
-                if alias in entries or alias in aliases:
-                    other = alias if alias in entries else aliases[alias]
-                    log.warning("model %s: alias %r already names model %s; ignored", name, alias, other)
-                    continue
-                aliases[alias] = name
+        aliases = self._claim_aliases(entries)
         for name, entry in entries.items():
             if entry.error:
                 log.warning("model %s is invalid: %s", name, entry.error)
         self._entries, self._aliases = entries, aliases
         return entries
+
+    def _claim_aliases(self, entries: dict[str, ModelEntry]) -> dict[str, str]:
+        """Who holds each alias. The first claim wins: the holder from the previous scan, else the model whose
+        model.toml is oldest; a later claim is refused loudly (logged, and listed on the model)."""
+        claims: dict[str, list[str]] = {}
+        for name, entry in entries.items():
+            for alias in dict.fromkeys(entry.manifest.aliases if entry.manifest else []):
+                if alias != name:
+                    claims.setdefault(alias, []).append(name)
+        aliases: dict[str, str] = {}
+        for alias, names in claims.items():
+            if alias in entries:
+                holder = alias  # a model's own name is never an alias of another
+            elif self._aliases.get(alias) in names:
+                holder = self._aliases[alias]
+            else:
+                holder = min(names, key=lambda n: (_mtime(entries[n].path / "model.toml"), n))
+            if holder != alias:
+                aliases[alias] = holder
+            for name in names:
+                if name != holder:
+                    entries[name].alias_conflicts.append(alias)
+                    log.error("model %s: alias %r is already claimed by model %s; the claim is refused (remove "
+                              "it from %s/model.toml)", name, alias, holder, name)
+        return aliases
 
     def canonical_name(self, name_or_alias: str) -> str:
         """The model's directory name for a name or an alias."""

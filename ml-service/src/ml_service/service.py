@@ -1,48 +1,59 @@
-"""InferenceService: the one path to the models that every protocol and the CLI call."""
+"""InferenceService: the data plane. Every protocol and the CLI reach the models through it, and it is the only
+thing that resolves models, checks items (once), submits them to the batcher and times the answer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ml_service.errors import DeadlineExceeded
-from ml_service.registry import LoadedModel, ModelRegistry, estimate_bytes
+from ml_service.dataplane import InferenceRequest, InferenceResult, ItemResult, ModelSpec
+from ml_service.errors import DeadlineExceeded, ModelUnavailable
+from ml_service.observe import RequestContext
+from ml_service.registry import Lease, ModelRegistry, estimate_bytes
 from ml_service.repository import ModelEntry, ModelRepository
 from ml_service.settings import Settings
-from ml_service.tasks import ItemResult, Options, Task
+from ml_service.tasks import task_signature
 
 log = logging.getLogger(__name__)
+_CHUNKS_IN_FLIGHT = 1  # chunks of one request queued at once (the batcher interleaves other requests anyway)
 
 
-@dataclass
-class InferenceResult:
-    """What a request gets back: per-item results in request order, and timings."""
-
-    model: str
-    version: int
-    task: str
-    items: list[ItemResult]
-    model_task: Task
-    timings_ms: dict[str, float] = field(default_factory=dict)
+def model_spec(entry: ModelEntry, version: int) -> ModelSpec:
+    """What the protocols need to know of a model version, from its manifest and labels (nothing loaded)."""
+    m = entry.manifest
+    if m is None:
+        raise ModelUnavailable(f"model '{entry.name}' is invalid: {entry.error}")
+    mv = m.for_version(version)
+    try:
+        created = int(os.stat(entry.path / "model.toml").st_mtime)
+    except OSError:
+        created = 0
+    labels = tuple(entry.labels or ())
+    return ModelSpec(name=entry.name, version=version, task=m.task, runtime=mv.runtime,
+                     served_versions=tuple(entry.served_versions), signature=task_signature(mv, labels),
+                     limits=mv.limits, labels=labels, normalized=mv.postprocessing.normalize, created=created)
 
 
 class InferenceService:
-    """Owns the repository and registry; validates, batches and times inference."""
+    """Owns the repository and registry; the protocol-neutral operations every route and the CLI call."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.repository = ModelRepository(settings.model_cache_dir)
         self.registry = ModelRegistry(self.repository, settings)
-        self.ready = False
+        self.preload_errors: dict[str, str] = {}
+        self.preloaded = False
+        self._specs: dict[tuple[str, int], tuple[ModelEntry, ModelSpec]] = {}
 
+    # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Scan the repository and load each preloaded model's default version; readiness waits for it.
-
-        Other served versions load lazily when a request pins them."""
+        """Scan the repository and load each preloaded model's default version; readiness waits for it, and
+        stays false (with the reason on /health) while any of them failed."""
         if not self.repository.entries:
             self.repository.scan()
         names = self.settings.preload_names
@@ -52,81 +63,149 @@ class InferenceService:
             try:
                 entry = self.repository.get(name)
                 await self.registry.load(entry.name, entry.version(None).number)  # the default version
+                self.preload_errors.pop(name, None)
             except Exception as exc:  # one bad model never stops the others
-                log.error("preload of %s failed: %s", name, getattr(exc, "message", exc))
-        self.ready = True
+                reason = getattr(exc, "message", None) or str(exc)
+                self.preload_errors[name] = reason
+                log.error("preload of %s failed: %s", name, reason)
+        self.preloaded = True
 
     async def stop(self) -> None:
         await self.registry.close()
 
-    async def model(self, name: str, version: str | int | None = None) -> LoadedModel:
-        """The loaded model (loading it if needed) for metadata requests."""
-        return await self.registry.get(name, version)
+    @property
+    def ready(self) -> bool:
+        """Preloading is done and every model it named is loaded."""
+        return self.preloaded and not self.preload_errors
 
-    def entry(self, name: str) -> ModelEntry:
-        return self.repository.get(name)
+    def rescan(self) -> None:
+        """Re-read the repository from disk (explicit reloads only; requests use the scanned state)."""
+        self.repository.scan()
 
-    async def infer(self, name: str, raws: Sequence[Any], version: str | int | None = None) -> InferenceResult:
-        """Run already-parsed raw items through the model's batcher; results come back in order."""
+    # -- metadata ----------------------------------------------------------------------------------
+    def spec(self, name: str, version: str | int | None = None) -> ModelSpec:
+        """A served model version by name or alias (the default version when none is pinned)."""
+        entry = self.repository.get(name)
+        number = entry.version(version).number
+        cached = self._specs.get((entry.name, number))
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        spec = model_spec(entry, number)
+        self._specs[(entry.name, number)] = (entry, spec)
+        return spec
+
+    def specs(self) -> list[ModelSpec]:
+        """The default version of every valid model, by name."""
+        return [self.spec(name) for name, e in sorted(self.repository.entries.items())
+                if e.valid and e.served_versions]
+
+    def version_ready(self, spec: ModelSpec) -> bool:
+        """Whether a request on this version would be answered without loading anything."""
+        return self.registry.state(spec.name, spec.version)[0] == "ready"
+
+    # -- inference ---------------------------------------------------------------------------------
+    async def infer(self, request: InferenceRequest, ctx: RequestContext | None = None) -> InferenceResult:
+        """Check the items once, run them through the model's batcher, and time the answer."""
         t0 = time.perf_counter()
-        async with self.registry.use(name, version) as model:
-            model.task.check_count(len(raws), "inputs")
-            for i, raw in enumerate(raws):  # cheap type/size checks, so a bad item never fails a batch
-                model.task.check_item(raw, f"inputs[{i}]")
-            return await self._run(model, raws, t0)
-
-    async def infer_seed(self, model_type: str, data: dict[str, Any],
-                         version: str | int | None = None) -> tuple[InferenceResult, Options]:
-        """The seed API: parse (and check) `data` with the model's task, then infer."""
-        t0 = time.perf_counter()
-        async with self.registry.use(model_type, version) as model:
-            raws, options = model.task.parse_seed(data)
-            return await self._run(model, raws, t0), options
-
-    async def _run(self, model: LoadedModel, raws: Sequence[Any], t0: float) -> InferenceResult:
-        """Submit checked items to the model's batcher (the caller holds the model) and time the answer."""
         timeout = self.settings.request_timeout_s
-        futures = model.batcher.submit(raws, timeout, head=model.head)
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
-        except TimeoutError:
-            for f in futures:
-                f.cancel()
-            raise DeadlineExceeded(f"inference took longer than {timeout:g} s; retry later") from None
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        deadline = time.monotonic() + timeout
+        async with self.registry.use(request.model, request.version, deadline) as lease:
+            task, model = lease.model.task, lease.model
+            spec = self.spec(model.name, model.version)
+            items = request.items
+            if ctx is not None:
+                ctx.model, ctx.version, ctx.items = model.name, model.version, len(items)
+            task.check_count(len(items), request.where, most=request.max_items)
+            for i, item in enumerate(items):  # cheap type/size checks, so a bad item never fails a batch
+                task.check_item(item, request.label(i))
+            chunk = min(task.limits.max_items, task.manifest.batching.max_queue_size)
+            results = await self._run(lease, items, chunk, max(0.0, deadline - time.monotonic()))
         total = (time.perf_counter() - t0) * 1000
-        queue = max(r.queue_ms for r in results)
-        inference = max(r.inference_ms for r in results)
-        return InferenceResult(
-            model=model.name, version=model.version, task=model.task.name, items=list(results),
-            model_task=model.task,
-            timings_ms={"queue": round(queue, 3), "inference": round(inference, 3), "total": round(total, 3)},
-        )
+        timings = {"queue": round(max(r.queue_ms for r in results), 3),
+                   "inference": round(max(r.inference_ms for r in results), 3), "total": round(total, 3)}
+        if ctx is not None:
+            ctx.timings_ms = timings
+        return InferenceResult(spec, results, timings)
 
-    async def load_model(self, name: str, version: int | None = None, rescan: bool = False) -> tuple[str, list[int]]:
+    async def _run(self, lease: Lease, items: Sequence[Any], chunk: int, timeout: float) -> list[ItemResult]:
+        """Submit items (a request over the model's item limit in chunks) and gather the results in order."""
+        budget = lease.model.task.new_budget()
+        submitted: list[asyncio.Future[ItemResult]] = []
+
+        def submit(part: Sequence[Any]) -> list[asyncio.Future[ItemResult]]:
+            futures = lease.batcher.submit(part, timeout, lease.post, budget)
+            submitted.extend(futures)
+            return futures
+
+        async def chunked() -> list[ItemResult]:
+            results: list[ItemResult] = []
+            in_flight: deque[list[asyncio.Future[ItemResult]]] = deque()
+            for start in range(0, len(items), chunk):
+                in_flight.append(submit(items[start:start + chunk]))
+                if len(in_flight) == _CHUNKS_IN_FLIGHT:
+                    results.extend(await asyncio.gather(*in_flight.popleft()))
+            while in_flight:
+                results.extend(await asyncio.gather(*in_flight.popleft()))
+            return results
+
+        try:
+            if len(items) <= chunk:
+                return list(await asyncio.wait_for(asyncio.gather(*submit(items)), timeout))
+            return await asyncio.wait_for(chunked(), timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(f"inference took longer than {timeout:g} s; retry later") from None
+        finally:  # an error, a timeout or a client that left: what is still queued is dropped uncomputed
+            for f in submitted:
+                if not f.done():
+                    f.cancel()
+
+    # -- model lifecycle ---------------------------------------------------------------------------
+    async def load(self, name: str, version: int | None = None, rescan: bool = False) -> tuple[str, list[int]]:
         """Load one version, or every served version, retrying failed loads; returns (name, versions)."""
         if rescan:
-            self.repository.scan()
+            self.rescan()
         entry = self.repository.get(name)
         versions = [entry.version(version).number] if version is not None else entry.served_versions
         if not versions:
             entry.version(None)  # raises with the reason
         for v in versions:
             await self.registry.load(entry.name, v, retry_failed=True)
+        for key in (name, entry.name, *self.repository.aliases_of(entry.name)):
+            self.preload_errors.pop(key, None)
         return entry.name, versions
 
-    async def unload_model(self, name: str, version: int | None = None) -> tuple[str, list[int]]:
-        """Unload one version, or every loaded version; returns (name, versions unloaded)."""
+    async def unload(self, name: str, version: int | None = None) -> tuple[str, list[int]]:
+        """Unload one version, or every loaded version (after their requests finish); returns what was unloaded."""
         entry = self.repository.get(name)
         if version is not None:
             entry.version(version)
         return entry.name, await self.registry.unload(entry.name, version)
 
-    def models_info(self) -> list[dict[str, Any]]:
-        """Every model in the repository with its versions, state, memory and last error."""
+    # -- reports -----------------------------------------------------------------------------------
+    def version_rows(self) -> list[dict[str, Any]]:
+        """One row per model version on disk (invalid models: one row without a version), with the reason a
+        version is not available."""
+        rows: list[dict[str, Any]] = []
+        for name, entry in sorted(self.repository.entries.items()):
+            if not entry.valid:
+                rows.append({"name": name, "version": None, "served": False, "state": "failed",
+                             "reason": entry.error or "invalid"})
+                continue
+            served = set(entry.served_versions)
+            for v, mv in sorted(entry.versions.items()):
+                state, error, _ = self.registry.state(name, v)
+                if mv.error:
+                    reason = mv.error
+                elif v not in served:
+                    reason = "not served under the version policy"
+                else:
+                    reason = error or ("" if state in ("ready", "loading") else "unloaded")
+                rows.append({"name": name, "version": v, "served": v in served, "state": state, "reason": reason})
+        return rows
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every model in the repository with its versions, state, memory and last error (from the scanned
+        state: POST /models/{name}/load or the V2 repository API re-read the disk)."""
         out = []
         for name, entry in sorted(self.repository.entries.items()):
             m = entry.manifest
@@ -134,6 +213,7 @@ class InferenceService:
             for v in sorted(entry.versions):
                 state, error, loaded = self.registry.state(name, v)
                 mv = entry.versions[v]
+                stats = loaded.batcher.stats if loaded and loaded.batcher else None
                 versions.append({
                     "version": str(v),
                     "served": v in entry.served_versions,
@@ -142,8 +222,12 @@ class InferenceService:
                     "memory_mb": round(loaded.memory_bytes / 2**20, 1) if loaded else None,
                     "estimated_memory_mb": round(estimate_bytes(mv) / 2**20, 1),
                     "device": loaded.runtime.device if loaded else None,
-                    "batches": loaded.batcher.stats.batches if loaded else None,
-                    "mean_batch_size": loaded.batcher.stats.mean_recent_size() if loaded else None,
+                    "encoder": f"{loaded.encoder[0]}:{loaded.encoder[1]}" if loaded and loaded.encoder else None,
+                    "batches": stats.batches if stats else None,
+                    "mean_batch_size": stats.mean_recent_size() if stats else None,
+                    "cancelled_items": stats.cancelled if stats else None,
+                    "expired_items": stats.expired if stats else None,
+                    "evictions": self.registry.evictions(name, v),
                 })
             states = [v["state"] for v in versions if v["served"]]
             out.append({
@@ -152,6 +236,7 @@ class InferenceService:
                 "task": m.task if m else None,
                 "runtime": m.runtime if m else None,
                 "aliases": self.repository.aliases_of(name),
+                "alias_conflicts": entry.alias_conflicts,
                 "versions": [v["version"] for v in versions],
                 "served_versions": [str(v) for v in entry.served_versions],
                 "default_version": str(entry.served_versions[-1]) if entry.served_versions else None,
@@ -165,21 +250,24 @@ class InferenceService:
         return out
 
     def health(self) -> dict[str, Any]:
-        """`ok` when every valid model is loadable (none failed), else `degraded`."""
-        models = {}
-        degraded = False
-        for info in self.models_info():
+        """`ok` when preloading succeeded and no model failed, else `degraded` with the reasons."""
+        models: dict[str, Any] = {}
+        degraded = bool(self.preload_errors)
+        for info in self.models():
             models[info["name"]] = {"state": info["state"], **({"error": info["error"]} if info["error"] else {})}
             if info["state"] == "failed":
                 degraded = True
-        return {"status": "degraded" if degraded else "ok", "ready": self.ready, "models": models}
+        out: dict[str, Any] = {"status": "degraded" if degraded else "ok", "ready": self.ready, "models": models}
+        if self.preload_errors:
+            out["preload_errors"] = dict(self.preload_errors)
+        return out
 
 
 def _overall(states: list[str]) -> str:
-    for s in ("failed", "loading", "ready"):
+    for s in ("failed", "loading", "unloading", "ready"):
         if s in states:
             return s
     return "unloaded"
 
 
-__all__ = ["InferenceResult", "InferenceService"]
+__all__ = ["InferenceService", "model_spec"]

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     )
     preload: str = ""
     memory_budget_mb: int = Field(default=4096, ge=1)
+    eviction_idle_s: float = Field(default=2.0, ge=0, description="a model idle for less than this is not evicted")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_workers: int = Field(default=0, ge=0, description="batches computed at once per model; 0 = auto")
     intra_op_threads: int = Field(default=0, ge=0, description="threads per batch; 0 = cores / workers")

@@ -26,7 +26,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def real_models() -> Path:
     """The real model repository (MODEL_CACHE_DIR or <repo>/models), built if missing or stale."""
-    from ml_service.build import build_all, missing_models
+    from ml_service.modelbuild import build_all, missing_models
 
     root = Path(os.environ.get("MODEL_CACHE_DIR", REPO / "models"))
     if missing_models(root):

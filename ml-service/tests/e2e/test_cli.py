@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml_service.build.checks import photo_bytes
+from ml_service.modelbuild.checks import photo_bytes
 
 EXE = str(Path(sys.executable).with_name("ml-service"))
 

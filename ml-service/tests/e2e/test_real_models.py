@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ml_service.build.checks import (
+from ml_service.codecs import native
+from ml_service.modelbuild.checks import (
     INTENT_TEXTS,
     PHOTOS,
     embedding_checks,
@@ -32,8 +33,8 @@ def served(model_dir: Path, model: str, data: dict[str, Any], version: str | Non
         service = InferenceService(Settings(model_cache_dir=model_dir))
         service.repository.scan()
         try:
-            result, _ = await service.infer_seed(model, data, version)
-            return result.items
+            request, _ = native.decode(native.NativeRequest(model, data, version), service.spec(model, version))
+            return (await service.infer(request)).items
         finally:
             await service.stop()
 
@@ -111,7 +112,7 @@ def test_task_category_held_out_accuracy(real_models: Path) -> None:
 def test_cnn_matches_pytorch_on_real_photos(real_models: Path, photo: str) -> None:
     import torch
 
-    from ml_service.build.image import load_reference, preprocess_reference
+    from ml_service.modelbuild.image import load_reference, preprocess_reference
 
     data = photo_bytes()[photo]
     items = served(real_models, "cnn", {"image": base64.b64encode(data).decode()})

@@ -8,7 +8,7 @@ import concurrent.futures as cf
 import numpy as np
 import pytest
 
-from ml_service.build.checks import photo_bytes
+from ml_service.modelbuild.checks import photo_bytes
 from tests.e2e.conftest import Server
 
 

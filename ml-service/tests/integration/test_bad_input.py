@@ -234,7 +234,7 @@ def test_more_tensor_rows_than_max_items(client):
 # -- models that cannot serve -----------------------------------------------------------------------------
 def test_a_model_that_fails_to_load(client):
     for _ in range(2):  # the first request tries to load it, later ones get the recorded reason
-        err = assert_error(_post(client, {"model_type": "flaky", "data": {"inputs": GOOD_TENSOR}}), 503,
+        err = assert_error(_post(client, {"model_type": "flaky", "data": {"inputs": {"x": [[1, 2, 3, 4]]}}}), 503,
                            "model_unavailable")
         assert FAIL_REASON in err["message"]
     # the others still serve

@@ -71,16 +71,59 @@ def test_not_ready_while_a_slow_preload_runs(tmp_path, make_model, fake_manifest
         assert client.get("/health").json()["ready"] is True
 
 
+def _wait_preloaded(client, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.app.service.preloaded:
+            return
+        time.sleep(0.05)
+    raise AssertionError("preloading never finished")
+
+
 def test_preload_everything_with_one_failing(onnx_repo, app_client):
     with app_client(onnx_repo.root, preload="*") as client:
-        wait_ready(client)
+        _wait_preloaded(client)
+        # a preloaded model that failed keeps the service unready, with the reason (issue 9)
+        assert client.get("/health/ready").status_code == 503
+        assert client.get("/v2/health/ready").status_code == 503
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and health["ready"] is False
+        assert FAIL_REASON in health["preload_errors"]["flaky"]
         models = _models(client)
         for name in ("text-embedding", "text-classifier", "image-classifier", "tensor-math"):
             assert models[name]["state"] == "ready", models[name]
         # preload loads each model's default (highest served) version; other served versions load when pinned
         assert [v["state"] for v in models["text-embedding"]["version_details"]] == ["unloaded", "ready", "unloaded"]
         assert models["flaky"]["state"] == "failed"
-        assert client.get("/health").json()["status"] == "degraded"
+
+
+@pytest.mark.parametrize("preload", ["text-embedding,cnn", "nope"])
+def test_a_preload_that_cannot_happen_leaves_the_service_unready(tmp_path, app_client, preload):
+    """Issue 9: an empty or missing MODEL_CACHE_DIR with a preload list is not ready, and says why."""
+    for root in (tmp_path / "empty", tmp_path / "missing"):
+        if root.name == "empty":
+            root.mkdir()
+        with app_client(root, preload=preload) as client:
+            _wait_preloaded(client)
+            assert client.get("/health/ready").status_code == 503
+            assert client.get("/v2/health/ready").status_code == 503
+            health = client.get("/health").json()
+            assert health["status"] == "degraded" and health["models"] == {}
+            first = preload.split(",")[0]
+            assert "unknown model" in health["preload_errors"][first]
+
+
+def test_a_failed_preload_recovers_with_an_explicit_load(tmp_path, make_model, fake_manifest, app_client):
+    make_model(tmp_path, "m", fake_manifest(fail_load=FAIL_REASON))
+    with app_client(tmp_path, preload="m") as client:
+        _wait_preloaded(client)
+        assert client.get("/health/ready").status_code == 503
+        make_model(tmp_path, "m", fake_manifest())  # fixed on disk
+        assert client.post("/models/m/load").status_code == 200
+        assert client.get("/health/ready").status_code == 200
+        assert client.get("/health").json()["status"] == "ok"
 
 
 # -- GET /models ----------------------------------------------------------------------------------------
@@ -128,18 +171,22 @@ def test_models_shows_loaded_state_and_memory(client):
 
 
 def test_models_shows_a_failed_load(client):
-    assert client.post("/inference", json={"model_type": "flaky", "data": {"inputs": GOOD_TENSOR}}).status_code == 503
+    r = client.post("/inference", json={"model_type": "flaky", "data": {"inputs": {"x": [[1, 2, 3, 4]]}}})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
     flaky = _models(client)["flaky"]
     assert flaky["state"] == "failed"
     assert flaky["error"] == f"RuntimeError: {FAIL_REASON}"
 
 
-def test_models_rescans_the_repository(tmp_path, make_model, fake_manifest, app_client):
+def test_models_reads_the_scanned_state_and_an_explicit_load_rescans(tmp_path, make_model, fake_manifest,
+                                                                     app_client):
     make_model(tmp_path, "first", fake_manifest())
     with app_client(tmp_path) as client:
         wait_ready(client)
         assert sorted(_models(client)) == ["first"]
         make_model(tmp_path, "second", fake_manifest())
+        assert sorted(_models(client)) == ["first"]  # GET /models does not touch the disk
+        assert client.post("/models/second/load").status_code == 200  # an explicit load re-reads it
         assert sorted(_models(client)) == ["first", "second"]
         r = client.post("/inference", json={"model_type": "second", "data": {"inputs": {"x": [[1, 1, 1, 1]]}}})
         assert r.status_code == 200

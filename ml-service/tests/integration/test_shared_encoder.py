@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ml_service.build.common import linear_head_model
+from ml_service.codecs import native
 from ml_service.errors import ModelUnavailable
 from ml_service.manifest import Manifest
+from ml_service.modelbuild.common import linear_head_model
 from ml_service.service import InferenceService
 from tests.conftest import build_model_dir, build_tokenizer, make_settings
 from tests.integration.helpers import TEXT_INPUTS, embedding_onnx
@@ -52,6 +53,12 @@ def _expected(repo: dict[str, Any], text: str) -> tuple[np.ndarray, np.ndarray]:
     return emb, p / p.sum()
 
 
+async def _infer(service: InferenceService, model: str, data: dict[str, Any]) -> tuple[Any, int]:
+    """The service's own API in process: decode with its codec, run on the data plane."""
+    request, top_k = native.decode(native.NativeRequest(model, data), service.spec(model))
+    return await service.infer(request), top_k
+
+
 def test_head_runs_on_the_encoders_batches(repo: dict[str, Any]) -> None:
     async def run() -> None:
         service = InferenceService(make_settings(repo["root"]))
@@ -59,49 +66,51 @@ def test_head_runs_on_the_encoders_batches(repo: dict[str, Any]) -> None:
         try:
             texts = ["the cat sat", "a dog", "the weather today is good"]
             # embedding and classification requests at once: they share the encoder's batches
-            (emb_res, _), (cls_res, opts) = await asyncio.gather(
-                service.infer_seed("encoder", {"texts": texts}),
-                service.infer_seed("rating", {"texts": texts, "top_k": 2}))
-            head = await service.model("rating")
-            encoder = await service.model("encoder")
-            assert head.batcher is encoder.batcher and head.encoder is encoder and encoder.dependents == 1
+            (emb_res, _), (cls_res, top_k) = await asyncio.gather(
+                _infer(service, "encoder", {"texts": texts}), _infer(service, "rating", {"texts": texts, "top_k": 2}))
+            head = await service.registry.get("rating")
+            encoder = await service.registry.get("encoder")
+            assert head.batcher is None and head.encoder == ("encoder", 1) and head.post is not None
+            assert encoder.batcher is not None
             assert encoder.batcher.stats.items == 6 and encoder.batcher.stats.batches <= 2
             for text, e, c in zip(texts, emb_res.items, cls_res.items, strict=True):
                 want_emb, want_probs = _expected(repo, text)
                 np.testing.assert_allclose(e.outputs["embedding"], want_emb, atol=1e-5)
                 np.testing.assert_allclose(c.outputs["probabilities"], want_probs, atol=1e-5)
-            entry = head.task.format_seed(cls_res.items[0], opts)
+            entry = native.encode(cls_res, top_k)["outputs"][0]
             assert entry["label"] == LABELS[int(np.argmax(_expected(repo, texts[0])[1]))]
             assert len(entry["top_k"]) == 2
-            # the encoder cannot be evicted while a head depends on it; unloading it takes the head along
-            assert head.memory_bytes < encoder.memory_bytes * 10
-            await service.registry.unload("encoder")
-            assert service.registry.state("rating", 1)[0] == "unloaded"
+            assert head.memory_bytes < encoder.memory_bytes
+            # the encoder unloads on its own; the head stays loaded but is not ready without it ...
+            assert await service.registry.unload("encoder") == [1]
             assert service.registry.state("encoder", 1)[0] == "unloaded"
-            res, _ = await service.infer_seed("rating", {"text": "the cat"})  # reloads both
+            state, reason, _ = service.registry.state("rating", 1)
+            assert state == "unloaded" and "encoder encoder:1 is unloaded" in (reason or "")
+            assert not service.version_ready(service.spec("rating"))
+            res, _ = await _infer(service, "rating", {"text": "the cat"})  # ... and loads it back on its next request
             np.testing.assert_allclose(res.items[0].outputs["probabilities"], _expected(repo, "the cat")[1],
                                        atol=1e-5)
+            assert service.version_ready(service.spec("rating"))
         finally:
             await service.stop()
 
     asyncio.run(run())
 
 
-def test_encoder_with_a_head_is_not_evicted(repo: dict[str, Any]) -> None:
+def test_an_idle_encoder_can_be_evicted_and_its_head_brings_it_back(repo: dict[str, Any]) -> None:
     import shutil
 
     shutil.copytree(repo["root"] / "encoder", repo["root"] / "other")  # a second embedding model
 
     async def run() -> None:
-        # room for three tiny models (~16 MB estimated each), not four
-        service = InferenceService(make_settings(repo["root"], memory_budget_mb=45))
+        # room for two tiny encoders (~16 MB estimated each) beside the head, not three
+        service = InferenceService(make_settings(repo["root"], memory_budget_mb=40, eviction_idle_s=0))
         service.repository.scan()
         try:
-            await service.infer_seed("rating", {"text": "the cat"})  # loads the encoder, then the head
-            await service.infer_seed("other", {"text": "the cat"})  # needs one eviction
-            # the encoder is the least recently used, but the head depends on it: the head goes instead
+            await _infer(service, "rating", {"text": "the cat"})  # loads the head, then the encoder
+            await _infer(service, "other", {"text": "the cat"})
+            await _infer(service, "rating", {"text": "the cat"})
             assert service.registry.state("encoder", 1)[0] == "ready"
-            assert service.registry.state("rating", 1)[0] == "unloaded"
             assert service.registry.state("other", 1)[0] == "ready"
         finally:
             await service.stop()
@@ -117,10 +126,51 @@ def test_a_failing_head_fails_only_its_own_items(repo: dict[str, Any]) -> None:
         service.repository.scan()
         try:
             with pytest.raises(ModelUnavailable, match="failed to load"):
-                await service.infer_seed("rating", {"text": "the cat"})
-            res, _ = await service.infer_seed("encoder", {"text": "the cat"})  # the encoder still answers
+                await _infer(service, "rating", {"text": "the cat"})
+            res, _ = await _infer(service, "encoder", {"text": "the cat"})  # the encoder still answers
             np.testing.assert_allclose(res.items[0].outputs["embedding"], _expected(repo, "the cat")[0], atol=1e-5)
         finally:
+            await service.stop()
+
+    asyncio.run(run())
+
+
+def test_a_head_loading_while_its_encoder_unloads_never_holds_a_stopped_encoder(repo: dict[str, Any]) -> None:
+    """Issue 9: load the head and unload the encoder at once, many times, with requests going on: every request
+    is answered, and the head ends up ready whenever its encoder is."""
+
+    async def run() -> None:
+        service = InferenceService(make_settings(repo["root"]))
+        service.repository.scan()
+        stop = asyncio.Event()
+        failures: list[BaseException] = []
+
+        async def client() -> None:
+            while not stop.is_set():
+                try:
+                    res, _ = await _infer(service, "rating", {"text": "the cat"})
+                    assert res.items[0].outputs["probabilities"].shape == (3,)
+                except ModelUnavailable as exc:  # an unload in progress may refuse a request; never for good
+                    assert "retry" in exc.message
+                except BaseException as exc:
+                    failures.append(exc)
+                    return
+
+        try:
+            clients = [asyncio.create_task(client()) for _ in range(8)]
+            for _ in range(30):
+                await asyncio.gather(service.registry.unload("rating"), service.registry.unload("encoder"))
+                await asyncio.gather(service.load("rating"), service.registry.unload("encoder"),
+                                     _infer(service, "encoder", {"text": "a dog"}), return_exceptions=True)
+            stop.set()
+            await asyncio.gather(*clients)
+            assert failures == []
+            res, _ = await _infer(service, "rating", {"text": "the cat"})  # never stuck on a stopped encoder
+            np.testing.assert_allclose(res.items[0].outputs["probabilities"], _expected(repo, "the cat")[1],
+                                       atol=1e-5)
+            assert service.registry.state("rating", 1)[0] == "ready"
+        finally:
+            stop.set()
             await service.stop()
 
     asyncio.run(run())

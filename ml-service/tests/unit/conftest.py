@@ -30,3 +30,26 @@ def make_task(repo_root, make_model):
         return task
 
     return _make
+
+
+def native_items(task, data):
+    """What the service's own API makes of `data` for this task's model, checked as the data plane checks it:
+    `(items, top_k)`."""
+    from ml_service.codecs import native
+    from ml_service.service import model_spec
+
+    request, top_k = native.decode(native.NativeRequest("m", data), model_spec(task.entry, task.version.number))
+    task.check_count(len(request.items), request.where)
+    items = list(request.items)
+    for i, item in enumerate(items):
+        task.check_item(item, request.label(i))
+    return items, top_k
+
+
+def native_output(task, result, top_k=5):
+    """One entry of the service's own API's `outputs` for this task's model."""
+    from ml_service.codecs import native
+    from ml_service.dataplane import InferenceResult
+    from ml_service.service import model_spec
+
+    return native.encode(InferenceResult(model_spec(task.entry, task.version.number), [result]), top_k)["outputs"][0]

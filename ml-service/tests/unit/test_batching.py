@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from ml_service.batching import Batcher, InferenceFailed, split_window
+from ml_service.dataplane import Signature
 from ml_service.errors import DeadlineExceeded, InvalidInput, MLServiceError, ModelUnavailable, QueueFull
 from ml_service.manifest import Batching, Manifest
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions
-from ml_service.tasks import Prepared, Task
+from ml_service.tasks import ModelTask, Prepared
 
 WAIT = 10.0  # generous: only reached when something is wrong
 
@@ -27,7 +28,7 @@ MANIFEST = Manifest.model_validate({
 })
 
 
-class ItemTask(Task):
+class ItemTask(ModelTask):
     """Raw items are `(item id, length)`; the length is the item's token cost.
 
     `hold_pre` holds preprocessing of the given ids until their event is set; a negative length is
@@ -42,10 +43,14 @@ class ItemTask(Task):
         self.hold_pre: dict[int, threading.Event] = {}
         self.in_pre: dict[int, threading.Event] = {}
 
+    @classmethod
+    def signature(cls, manifest, labels):
+        return Signature((), (), "tensors")
+
     def check_item(self, item, where):
         pass
 
-    def preprocess(self, items):
+    def preprocess(self, items, budgets):
         out = []
         for item_id, length in items:
             if item_id in self.hold_pre:
@@ -63,9 +68,6 @@ class ItemTask(Task):
 
     def postprocess(self, outputs, feeds, batch):
         return [{"y": outputs["y"][i]} for i in range(len(batch))]
-
-    def format_seed(self, result, options):
-        return dict(result.outputs)
 
 
 class GateRuntime(Runtime):
@@ -469,8 +471,7 @@ def test_stop_fails_leftovers_with_model_unavailable():
 
 def test_stats_count_batches_items_and_padding():
     rt = GateRuntime()
-    seen = []
-    b = Batcher("test", ItemTask(), rt, Batching(max_batch_size=2), on_batch=lambda n, ms: seen.append(n))
+    b = Batcher("test", ItemTask(), rt, Batching(max_batch_size=2))
 
     async def scenario():
         await _results(b.submit([(0, 2), (1, 4)], 60))
@@ -479,11 +480,6 @@ def test_stats_count_batches_items_and_padding():
         assert b.stats.real_tokens == 6
         assert b.stats.padded_tokens == 8
         assert list(b.stats.recent_sizes) == [2]
-        for _ in range(1000):  # the callback runs on the compute thread after the results are out
-            if seen:
-                break
-            await asyncio.sleep(0.005)
-        assert seen == [2]
 
     _run(b, scenario)
 
@@ -523,6 +519,96 @@ def test_a_worker_survives_an_unexpected_error_and_keeps_serving():
         assert "out of memory" not in bad[0].message
         good = await _results(b.submit([(1, 1), (2, 1)], 60))
         assert _values(good) == [10, 20]
+        assert b.pending == 0
+
+    _run(b, scenario)
+
+
+def test_a_big_request_does_not_hold_back_a_small_one():
+    """Requests share the queues round-robin: one item sent after 200 is computed in the next window, not last."""
+    rt = GateRuntime(delay_s=0.002)
+    b = _batcher(rt, workers=1, max_batch_size=4, window_factor=2)
+
+    async def scenario():
+        held = await _hold_compute(b)
+        big = b.submit([(i, 1) for i in range(200)], 60)
+        (small,) = b.submit([(999, 1)], 60)
+        rt.release(-1000)
+        await _results([held, small])
+        position = next(i for i, batch in enumerate(rt.batches) if 999 in batch)
+        assert position <= 3, rt.batches[:6]  # the held batch, then at most two windows of big's items
+        results = await _results(big)
+        assert _values(results) == [i * 10 for i in range(200)]
+
+    _run(b, scenario)
+
+
+def test_preprocessing_takes_bounded_chunks_round_robin():
+    """A pre thread takes at most a window of items at a time, alternating between requests."""
+    task = ItemTask()
+    seen: list[list[int]] = []
+    original = task.preprocess
+
+    def recording(items, budgets):
+        seen.append([i for i, _ in items])
+        return original(items, budgets)
+
+    task.preprocess = recording
+    task.hold_pre[-1] = threading.Event()
+    b = _batcher(task=task, workers=1, max_batch_size=4, window_factor=2)
+
+    async def scenario():
+        (first,) = b.submit([(-1, 1)], 60)
+        await _wait_event(task.in_pre.setdefault(-1, threading.Event()))
+        big = b.submit([(i, 1) for i in range(100)], 60)
+        small = b.submit([(1000 + i, 1) for i in range(3)], 60)
+        task.hold_pre[-1].set()
+        await _results([first, *big, *small])
+        chunks = seen[1:]
+        assert max(len(c) for c in chunks) <= 8
+        assert chunks[0] == [0, 1000, 1, 1001, 2, 1002, 3, 4]
+
+    _run(b, scenario)
+
+
+def test_cancelled_items_are_counted_and_never_computed():
+    rt = GateRuntime()
+    b = _batcher(rt, workers=1)
+
+    async def scenario():
+        held = await _hold_compute(b)
+        futures = b.submit([(i, 1) for i in range(50)], 60)
+        for f in futures:
+            f.cancel()
+        rt.release(-1000)
+        await _results([held])
+        more = await _results(b.submit([(77, 1)], 60))
+        assert _values(more) == [770]
+        assert not rt.seen & set(range(50))
+        assert b.stats.cancelled == 50 and b.pending == 0
+
+    _run(b, scenario)
+
+
+def test_a_post_step_runs_on_its_requests_rows_only():
+    rt = GateRuntime()
+    b = _batcher(rt, workers=1, max_batch_size=8)
+
+    def double(rows):
+        return [{"y": r["y"] * 2} for r in rows]
+
+    def broken(rows):
+        raise RuntimeError("head exploded")
+
+    async def scenario():
+        held = await _hold_compute(b)
+        plain = b.submit([(1, 1), (2, 1)], 60)
+        doubled = b.submit([(3, 1)], 60, post=double)
+        failed = b.submit([(4, 1)], 60, post=broken)
+        rt.release(-1000)
+        results = await _results([held, *plain, *doubled, *failed])
+        assert _values(results[:4]) == [-10000, 10, 20, 60]
+        assert isinstance(results[4], InferenceFailed) and "exploded" not in results[4].message
         assert b.pending == 0
 
     _run(b, scenario)

@@ -27,9 +27,15 @@ class CountingRegistry(ModelRegistry):
 
 
 def _registry(root, settings_for, **overrides) -> CountingRegistry:
+    """A registry over `root`; eviction as soon as a model is idle unless a test sets `eviction_idle_s`."""
     repo = ModelRepository(root)
     repo.scan()
+    overrides.setdefault("eviction_idle_s", 0.0)
     return CountingRegistry(repo, settings_for(root, **overrides))
+
+
+def _rows(n, value=1.0):
+    return [{"x": np.full(4, value, dtype=np.float32)} for _ in range(n)]
 
 
 def _run(registry: ModelRegistry, scenario):
@@ -86,10 +92,11 @@ def test_a_loaded_model_computes(repo_root, make_model, fake_manifest, settings_
     reg = _registry(repo_root, settings_for)
 
     async def scenario():
-        async with reg.use("m") as model:
-            assert model.in_flight == 1
-            rows = model.task.rows_from_arrays({"x": np.arange(8, dtype=np.float32).reshape(2, 4)})
-            results = await asyncio.gather(*model.batcher.submit(rows, 10.0))
+        async with reg.use("m") as lease:
+            model = lease.model
+            assert model.in_flight == 1 and lease.post is None and lease.batcher is model.batcher
+            rows = [{"x": r} for r in np.arange(8, dtype=np.float32).reshape(2, 4)]
+            results = await asyncio.gather(*lease.batcher.submit(rows, 10.0))
         assert model.in_flight == 0
         assert [float(r.outputs["output"][0]) for r in results] == [6.0, 22.0]
 
@@ -174,8 +181,7 @@ def test_models_with_queued_items_are_never_evicted(repo_root, make_model, fake_
 
     async def scenario():
         busy = await reg.get("busy")
-        rows = busy.task.rows_from_arrays({"x": np.ones((1, 4), dtype=np.float32)})
-        futures = busy.batcher.submit(rows, 10.0)
+        futures = busy.batcher.submit(_rows(1), 10.0)
         with pytest.raises(ModelUnavailable):
             await reg.get("other")
         assert [m.name for m in reg.loaded] == ["busy"]
@@ -192,8 +198,10 @@ def test_a_model_over_the_whole_budget_is_refused(repo_root, make_model, fake_ma
     reg = _registry(repo_root, settings_for, memory_budget_mb=1)
 
     async def scenario():
-        with pytest.raises(ModelUnavailable, match="not enough memory budget"):
+        with pytest.raises(ModelUnavailable, match="more than the whole memory budget") as info:
             await reg.get("m")
+        assert info.value.headers == {"Retry-After": "1"}
+        assert reg.state("m", 1)[0] == "unloaded"  # a budget problem, not a broken model
         assert reg.loaded == []
         assert reg.loads == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -112,17 +113,37 @@ def test_unknown_name_lists_the_known_ones(repo_root, make_model):
     assert "bert" in info.value.message
 
 
-def test_alias_that_names_another_model_is_ignored(repo_root, make_model, fake_manifest, caplog):
+def test_alias_that_names_another_model_is_refused(repo_root, make_model, fake_manifest, caplog):
     make_model(repo_root, "alpha", {**fake_manifest(), "aliases": ["beta", "shared"]})
     make_model(repo_root, "beta", {**fake_manifest(), "aliases": ["shared", "b"]})
+    os.utime(repo_root / "beta" / "model.toml", (1_000_000, 1_000_000))  # beta's claim is the older one
     repo = ModelRepository(repo_root)
     with caplog.at_level(logging.WARNING):
         repo.scan()
     assert repo.get("beta").name == "beta"  # a model name wins over an alias
-    assert repo.get("shared").name == "alpha"  # the first model (by name) keeps a duplicated alias
+    assert repo.get("shared").name == "beta"  # the first claim (the oldest model.toml) keeps the alias
     assert repo.get("b").name == "beta"
-    assert repo.aliases_of("alpha") == ["shared"]
-    assert "alias 'beta' already names model beta" in caplog.text
+    assert repo.aliases_of("alpha") == []
+    assert repo.get("alpha").alias_conflicts == ["beta", "shared"]
+    assert "alias 'beta' is already claimed by model beta; the claim is refused" in caplog.text
+
+
+def test_a_new_model_cannot_take_an_alias_that_is_in_use(repo_root, make_model, fake_manifest, caplog):
+    """Issue 9: a new `bert2` declaring `bert` (and sorting first) must not silently move `bert`."""
+    make_model(repo_root, "text-embedding", {**fake_manifest(), "aliases": ["bert"]})
+    repo = ModelRepository(repo_root)
+    repo.scan()
+    assert repo.canonical_name("bert") == "text-embedding"
+    make_model(repo_root, "bert2", {**fake_manifest(), "aliases": ["bert"]})
+    os.utime(repo_root / "bert2" / "model.toml", (1_000_000, 1_000_000))  # even with an older file
+    with caplog.at_level(logging.ERROR):
+        repo.scan()
+    assert repo.canonical_name("bert") == "text-embedding"  # the holder keeps it across rescans
+    assert repo.get("bert2").alias_conflicts == ["bert"] and repo.get("bert2").valid
+    assert "model bert2: alias 'bert' is already claimed by model text-embedding" in caplog.text
+    fresh = ModelRepository(repo_root)  # a restart: the older claim (by model.toml time) wins
+    fresh.scan()
+    assert fresh.canonical_name("bert") == "bert2"
 
 
 # -- versions ----------------------------------------------------------------------------------

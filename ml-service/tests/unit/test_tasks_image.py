@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from ml_service.errors import InvalidInput, PayloadTooLarge
-from ml_service.tasks import Options
+
+from .conftest import native_items, native_output
 
 LABELS = ["red", "green", "blue"]
 
@@ -149,16 +150,16 @@ def test_check_item(make_task):
 
 def test_parse_seed(make_task):
     task = make_task(_manifest(), labels=LABELS)
-    assert task.parse_seed({"image": "QUJD"}) == (["QUJD"], Options(top_k=3))
-    assert task.parse_seed({"images": ["QUJD", "QUJD"], "top_k": 2}) == (["QUJD", "QUJD"], Options(top_k=2))
+    assert native_items(task, {"image": "QUJD"}) == (["QUJD"], (3))
+    assert native_items(task, {"images": ["QUJD", "QUJD"], "top_k": 2}) == (["QUJD", "QUJD"], (2))
     with pytest.raises(InvalidInput, match="'image' or 'images'"):
-        task.parse_seed({"text": "a"})
+        native_items(task, {"text": "a"})
     with pytest.raises(InvalidInput, match=r"data.images\[1\]"):
-        task.parse_seed({"images": ["QUJD", 5]})
+        native_items(task, {"images": ["QUJD", 5]})
     with pytest.raises(InvalidInput, match="top_k"):
-        task.parse_seed({"image": "QUJD", "top_k": 4})
+        native_items(task, {"image": "QUJD", "top_k": 4})
     with pytest.raises(PayloadTooLarge):
-        task.parse_seed({"images": ["QUJD"] * 5})
+        native_items(task, {"images": ["QUJD"] * 5})
 
 
 def test_collate_and_postprocess(make_task, make_image):
@@ -170,7 +171,7 @@ def test_collate_and_postprocess(make_task, make_image):
     assert feeds["pixels"].shape == (2, 3, 32, 32)
     logits = feeds["pixels"].mean(axis=(2, 3))
     rows = task.postprocess({"logits": logits}, feeds, batch)
-    assert [task.format_seed(_result(r), Options(top_k=1))["label"] for r in rows] == ["red", "blue"]
+    assert [native_output(task, _result(r), 1)["label"] for r in rows] == ["red", "blue"]
 
 
 def _result(row):

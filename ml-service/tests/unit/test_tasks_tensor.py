@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from ml_service.errors import InvalidInput, PayloadTooLarge
-from ml_service.tasks import ItemResult, Options, Prepared
+from ml_service.tasks import ItemResult, Prepared
+
+from .conftest import native_items, native_output
+
+
+def _rows(task, a, ids):
+    """Batched arrays as rows, as the codecs split them."""
+    from ml_service.codecs.common import split_rows
+    from ml_service.service import model_spec
+
+    return list(split_rows({"a": a, "ids": ids}, model_spec(task.entry, 1).signature))
 
 
 def _manifest(**limits):
@@ -21,11 +31,11 @@ def _manifest(**limits):
 
 def test_parse_seed_splits_rows_with_declared_dtypes(make_task):
     task = make_task(_manifest())
-    rows, options = task.parse_seed({"inputs": {
+    rows, options = native_items(task, {"inputs": {
         "a": [[[1, 2], [3, 4]], [[5, 6], [7, 8]]],
         "ids": [[1, 2, 3], [4, 5, 6]],
     }})
-    assert options == Options()
+    assert options == 0
     assert len(rows) == 2
     assert rows[1]["a"].tolist() == [[5.0, 6.0], [7.0, 8.0]]
     assert rows[1]["a"].dtype == np.float32
@@ -35,16 +45,16 @@ def test_parse_seed_splits_rows_with_declared_dtypes(make_task):
 
 def test_variable_dimensions_accept_any_size(make_task):
     task = make_task(_manifest())
-    rows, _ = task.parse_seed({"inputs": {"a": [[[1, 2, 3], [4, 5, 6]]], "ids": [[1, 2, 3]]}})
+    rows, _ = native_items(task, {"inputs": {"a": [[[1, 2, 3], [4, 5, 6]]], "ids": [[1, 2, 3]]}})
     assert rows[0]["a"].shape == (2, 3)
 
 
 @pytest.mark.parametrize(("inputs", "message"), [
-    ({"a": [[[1, 2], [3, 4]]], "ids": [[1, 2]]}, "input 'ids' has shape [1, 2]; expected [-1, 3]"),
-    ({"a": [[1, 2], [3, 4]], "ids": [[1, 2, 3]]}, "input 'a' has shape [2, 2]"),
-    ({"a": [[[1, 2], [3, 4], [5, 6]]], "ids": [[1, 2, 3]]}, "input 'a' has shape [1, 3, 2]"),
+    ({"a": [[[1, 2], [3, 4]]], "ids": [[1, 2]]}, "input 'ids' has rows of shape [2]; expected [-1, 3]"),
+    ({"a": [[1, 2]], "ids": [[1, 2, 3]]}, "input 'a' has rows of shape [2]"),
+    ({"a": [[[1, 2], [3, 4], [5, 6]]], "ids": [[1, 2, 3]]}, "input 'a' has rows of shape [3, 2]"),
     ({"a": 5, "ids": [[1, 2, 3]]}, "input 'a' needs a batch dimension"),
-    ({"a": [[[1, 2], [3]]], "ids": [[1, 2, 3]]}, "not a rectangular array of float32"),
+    ({"a": [[[1, 2], [3]]], "ids": [[1, 2, 3]]}, "not a rectangular array of numbers"),
     ({"a": [[[1, 2], [3, 4]]], "ids": [[1, 2, 3]], "b": [1]}, "unknown input(s) ['b']"),
     ({"a": [[[1, 2], [3, 4]]]}, "missing input(s) ['ids']"),
     ({"a": [[[1, 2], [3, 4]]], "ids": [[1, 2, 3], [4, 5, 6]]}, "same batch size"),
@@ -52,7 +62,7 @@ def test_variable_dimensions_accept_any_size(make_task):
 def test_bad_shapes_and_names(make_task, inputs, message):
     task = make_task(_manifest())
     with pytest.raises(InvalidInput) as info:
-        task.parse_seed({"inputs": inputs})
+        native_items(task, {"inputs": inputs})
     assert message in info.value.message
 
 
@@ -68,12 +78,12 @@ def test_bad_shapes_and_names(make_task, inputs, message):
 def test_wrong_dtypes(make_task, a, ids):
     task = make_task(_manifest())
     with pytest.raises(InvalidInput):
-        task.parse_seed({"inputs": {"a": a, "ids": ids}})
+        native_items(task, {"inputs": {"a": a, "ids": ids}})
 
 
 def test_ints_are_fine_for_float_inputs(make_task):
     task = make_task(_manifest())
-    rows, _ = task.parse_seed({"inputs": {"a": [[[1, 2], [3, 4]]], "ids": [[1, 2, 3]]}})
+    rows, _ = native_items(task, {"inputs": {"a": [[[1, 2], [3, 4]]], "ids": [[1, 2, 3]]}})
     assert rows[0]["a"].dtype == np.float32
 
 
@@ -81,27 +91,27 @@ def test_inputs_must_be_an_object(make_task):
     task = make_task(_manifest())
     for bad in ({}, {"inputs": [1, 2]}, {"inputs": "a"}, {"a": [[1]]}):
         with pytest.raises(InvalidInput, match=r"data\.inputs must be an object"):
-            task.parse_seed(bad)
+            native_items(task, bad)
 
 
 def test_limits(make_task):
     task = make_task(_manifest())
     ids = [[1, 2, 3]] * 3
-    task.parse_seed({"inputs": {"a": [[[1, 2], [3, 4]]] * 3, "ids": ids}})  # exactly max_items
+    native_items(task, {"inputs": {"a": [[[1, 2], [3, 4]]] * 3, "ids": ids}})  # exactly max_items
     with pytest.raises(PayloadTooLarge, match="4 items"):
-        task.parse_seed({"inputs": {"a": [[[1, 2], [3, 4]]] * 4, "ids": [*ids, [1, 2, 3]]}})
+        native_items(task, {"inputs": {"a": [[[1, 2], [3, 4]]] * 4, "ids": [*ids, [1, 2, 3]]}})
     with pytest.raises(PayloadTooLarge, match="50 elements; the limit is 24"):
-        task.parse_seed({"inputs": {"a": [[[1] * 25, [2] * 25]], "ids": [[1, 2, 3]]}})
+        native_items(task, {"inputs": {"a": [[[1] * 25, [2] * 25]], "ids": [[1, 2, 3]]}})
     with pytest.raises(InvalidInput):
-        task.parse_seed({"inputs": {"a": [], "ids": []}})
+        native_items(task, {"inputs": {"a": [], "ids": []}})
     with pytest.raises(InvalidInput, match="must not be empty"):
-        task.rows_from_arrays({"a": np.zeros((0, 2, 2), np.float32), "ids": np.zeros((0, 3), np.int64)})
+        task.check_count(len(_rows(task, np.zeros((0, 2, 2), np.float32), np.zeros((0, 3), np.int64))), "x")
 
 
 def test_rows_are_grouped_by_shape_and_collated(make_task):
     task = make_task(_manifest())
-    rows = task.rows_from_arrays({"a": np.zeros((2, 2, 4), dtype=np.float32), "ids": np.zeros((2, 3), np.int64)})
-    rows += task.rows_from_arrays({"a": np.ones((1, 2, 5), dtype=np.float32), "ids": np.zeros((1, 3), np.int64)})
+    rows = _rows(task, np.zeros((2, 2, 4), dtype=np.float32), np.zeros((2, 3), np.int64))
+    rows += _rows(task, np.ones((1, 2, 5), dtype=np.float32), np.zeros((1, 3), np.int64))
     prepared = task.preprocess(rows)
     assert prepared[0].key == prepared[1].key != prepared[2].key
     feeds = task.collate(prepared[:2])
@@ -110,12 +120,16 @@ def test_rows_are_grouped_by_shape_and_collated(make_task):
     outs = task.postprocess({"y": np.array([[1.0], [2.0]]), "z": np.array([3, 4])}, feeds, prepared[:2])
     assert [o["y"].tolist() for o in outs] == [[1.0], [2.0]]
     assert [int(o["z"]) for o in outs] == [3, 4]
-    assert task.format_seed(ItemResult(outs[1], {}), Options()) == outs[1]
+    assert native_output(task, ItemResult(outs[1], {})) == outs[1]
 
 
 def test_check_item(make_task):
     task = make_task(_manifest())
-    task.check_item({"a": np.zeros((2, 2))}, "x")
+    task.check_item({"a": np.zeros((2, 2), np.float32), "ids": np.zeros(3, np.int64)}, "x")
     with pytest.raises(InvalidInput):
         task.check_item([1, 2], "x")
+    with pytest.raises(InvalidInput, match="missing input 'ids'"):
+        task.check_item({"a": np.zeros((2, 2), np.float32)}, "x")
+    with pytest.raises(InvalidInput, match="must be int64"):
+        task.check_item({"a": np.zeros((2, 2), np.float32), "ids": np.zeros(3, np.float32)}, "x")
     assert isinstance(task.preprocess([{"a": np.zeros(2)}])[0], Prepared)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ml_service.codecs import native
+from ml_service.codecs.native import classification_entry, parse_top_k
 from ml_service.errors import InvalidInput, PayloadTooLarge
-from ml_service.tasks import ItemResult, Options, Prepared
+from ml_service.tasks import ItemResult, Prepared
 from ml_service.tasks.base import softmax
-from ml_service.tasks.text import classification_entry, parse_top_k
+
+from .conftest import native_items, native_output
 
 LABELS = ["negative", "neutral", "positive", "mixed"]
 
@@ -30,7 +33,7 @@ def test_tokenization_adds_cls_and_sep(make_task, vocab):
     assert p.features.dtype == np.int64
     assert p.cost == 5
     assert p.meta == {"tokens": 5, "truncated": False}
-    assert task.count_tokens(["the cat sat", "a"]) == [5, 3]
+    assert [p.cost for p in task.preprocess(["the cat sat", "a"])] == [5, 3]
 
 
 def test_unknown_words_map_to_unk(make_task, vocab):
@@ -90,21 +93,21 @@ def test_check_item(make_task):
 
 def test_parse_seed(make_task):
     task = make_task(_embedding())
-    assert task.parse_seed({"text": "a"}) == (["a"], Options())
-    assert task.parse_seed({"texts": ["a", "b"]})[0] == ["a", "b"]
+    assert native_items(task, {"text": "a"}) == (["a"], 0)
+    assert native_items(task, {"texts": ["a", "b"]})[0] == ["a", "b"]
     with pytest.raises(InvalidInput, match="not both"):
-        task.parse_seed({"text": "a", "texts": ["b"]})
+        native_items(task, {"text": "a", "texts": ["b"]})
     with pytest.raises(InvalidInput, match="'text' or 'texts'"):
-        task.parse_seed({"image": "a"})
+        native_items(task, {"image": "a"})
     with pytest.raises(InvalidInput, match="must be a list"):
-        task.parse_seed({"texts": "a"})
+        native_items(task, {"texts": "a"})
     with pytest.raises(InvalidInput, match="must not be empty"):
-        task.parse_seed({"texts": []})
+        native_items(task, {"texts": []})
     with pytest.raises(InvalidInput, match=r"data.texts\[1\] must be a string"):
-        task.parse_seed({"texts": ["a", 1]})
+        native_items(task, {"texts": ["a", 1]})
     with pytest.raises(PayloadTooLarge, match="4 items"):
-        task.parse_seed({"texts": ["a"] * 4})
-    assert len(task.parse_seed({"texts": ["a"] * 3})[0]) == 3
+        native_items(task, {"texts": ["a"] * 4})
+    assert len(native_items(task, {"texts": ["a"] * 3})[0]) == 3
 
 
 def _feeds_and_hidden():
@@ -154,11 +157,11 @@ def test_embedding_reads_the_declared_output(make_task):
 def test_embedding_format_seed(make_task):
     task = make_task(_embedding())
     emb = np.array([0.6, 0.8], dtype=np.float32)
-    out = task.format_seed(ItemResult({"embedding": emb}, {"tokens": 7, "truncated": False}), Options())
+    out = native_output(task, ItemResult({"embedding": emb}, {"tokens": 7, "truncated": False}))
     assert out["tokens"] == 7
     assert "truncated" not in out
     np.testing.assert_array_equal(out["embedding"], emb)
-    out = task.format_seed(ItemResult({"embedding": emb}, {"tokens": 6, "truncated": True}), Options())
+    out = native_output(task, ItemResult({"embedding": emb}, {"tokens": 6, "truncated": True}))
     assert out["truncated"] is True
 
 
@@ -178,14 +181,14 @@ def test_classifier_softmax_labels_and_top_k(make_task):
     rows = task.postprocess({"logits": logits}, {}, [Prepared(None)] * 2)
     np.testing.assert_allclose(rows[0]["probabilities"], softmax(logits)[0], rtol=1e-6)
     result = ItemResult(rows[0], {"tokens": 4, "truncated": False})
-    out = task.format_seed(result, Options(top_k=3))
+    out = native_output(task, result, 3)
     assert out["label"] == "positive"
     assert [t["label"] for t in out["top_k"]] == ["positive", "mixed", "neutral"]
     assert out["score"] == out["top_k"][0]["score"] == pytest.approx(float(softmax(logits)[0, 2]))
     scores = [t["score"] for t in out["top_k"]]
     assert scores == sorted(scores, reverse=True)
     assert out["tokens"] == 4
-    assert task.format_seed(ItemResult(rows[1], {}), Options(top_k=1))["top_k"] == [
+    assert native_output(task, ItemResult(rows[1], {}), 1)["top_k"] == [
         {"label": "negative", "score": pytest.approx(float(softmax(logits)[1, 0]))}]
 
 
@@ -204,14 +207,14 @@ def test_top_k_ties_keep_label_order():
 
 def test_top_k_default_and_bounds(make_task):
     task = make_task(_classifier(), labels=LABELS)
-    assert task.parse_options({}) == Options(top_k=4)  # 5, capped at the label count
-    assert parse_top_k({}, 10) == Options(top_k=5)
-    assert task.parse_seed({"text": "a", "top_k": 1})[1] == Options(top_k=1)
-    assert task.parse_seed({"text": "a", "top_k": 4})[1] == Options(top_k=4)
+    assert native.parse_top_k({}, len(task.entry.labels)) == (4)  # 5, capped at the label count
+    assert parse_top_k({}, 10) == (5)
+    assert native_items(task, {"text": "a", "top_k": 1})[1] == (1)
+    assert native_items(task, {"text": "a", "top_k": 4})[1] == (4)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 5, "2", 2.0, True, False, None, [1]])
 def test_bad_top_k(make_task, bad):
     task = make_task(_classifier(), labels=LABELS)
     with pytest.raises(InvalidInput, match="top_k must be an integer from 1 to 4"):
-        task.parse_seed({"text": "a", "top_k": bad})
+        native_items(task, {"text": "a", "top_k": bad})

@@ -1,158 +1,126 @@
-"""Open Inference Protocol (KServe V2 / Triton) over HTTP: health, metadata, infer with JSON and
-binary tensors, and the model repository extension. The logic lives in `ml_service.protocols`."""
+"""Routes of the Open Inference Protocol (KServe V2 / Triton): health, metadata, infer with JSON and binary
+tensors, and the model repository extension."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
-
-from ml_service import __version__, protocols
-from ml_service.api.deps import get_service, json_response, read_body, require_auth
+from ml_service import __version__
+from ml_service.api import schemas as s
+from ml_service.api.http import Call, Reply, json_reply
+from ml_service.api.router import Route
+from ml_service.codecs import v2
+from ml_service.codecs.common import parse_json
 from ml_service.errors import BadRequest, InvalidInput
-from ml_service.service import InferenceService
-
-health_router = APIRouter(tags=["v2"])
-router = APIRouter(prefix="/v2", dependencies=[Depends(require_auth)], tags=["v2"])
-
-_HEADER_LENGTH = "inference-header-content-length"
 
 
-@health_router.get("/v2/health/live")
-async def live() -> Response:
+async def live(call: Call) -> Reply:
     """200 while the process runs."""
-    return json_response({"live": True})
+    return json_reply({"live": True})
 
 
-@health_router.get("/v2/health/ready")
-async def ready(service: InferenceService = Depends(get_service)) -> Response:
-    """200 once the preload list is loaded, else 503."""
-    return json_response({"ready": service.ready}, status_code=200 if service.ready else 503)
+async def ready(call: Call) -> Reply:
+    """200 once every preloaded model is loaded, else 503."""
+    ok = call.service.ready
+    return json_reply({"ready": ok}, 200 if ok else 503)
 
 
-@router.get("")
-async def server_metadata() -> Response:
+async def server_metadata(call: Call) -> Reply:
     """Server name, version and the protocol extensions it speaks."""
-    return json_response({"name": "ml-service", "version": __version__, "extensions": protocols.EXTENSIONS})
+    return json_reply({"name": "ml-service", "version": __version__, "extensions": v2.EXTENSIONS})
 
 
-async def _metadata(service: InferenceService, model: str, version: str | None) -> Response:
-    entry = service.entry(model)
-    entry.version(version)  # 404 for a version that is not served
-    return json_response(protocols.model_metadata(entry))
+async def model_metadata(call: Call) -> Reply:
+    """Platform, served versions, and input and output tensors (-1: a variable dimension)."""
+    return json_reply(v2.model_metadata(call.service.spec(call.params["model"], call.params.get("version"))))
 
 
-@router.get("/models/{model}")
-async def model_metadata(model: str, service: InferenceService = Depends(get_service)) -> Response:
-    """Platform, served versions, and input and output tensors (-1: variable dimension)."""
-    return await _metadata(service, model, None)
+async def model_ready(call: Call) -> Reply:
+    """200 when the version would answer without loading anything (a head: and its encoder), else 503."""
+    spec = call.service.spec(call.params["model"], call.params.get("version"))
+    ok = call.service.version_ready(spec)
+    return json_reply({"name": spec.name, "version": str(spec.version), "ready": ok}, 200 if ok else 503)
 
 
-@router.get("/models/{model}/versions/{version}")
-async def model_version_metadata(model: str, version: str,
-                                 service: InferenceService = Depends(get_service)) -> Response:
-    """Metadata of one served version."""
-    return await _metadata(service, model, version)
-
-
-def _model_ready(service: InferenceService, model: str, version: str | None) -> Response:
-    entry = service.entry(model)
-    mv = entry.version(version)
-    state, _, _ = service.registry.state(entry.name, mv.number)
-    ok = state == "ready"
-    return json_response({"name": entry.name, "version": str(mv.number), "ready": ok},
-                         status_code=200 if ok else 503)
-
-
-@router.get("/models/{model}/ready")
-async def model_ready(model: str, service: InferenceService = Depends(get_service)) -> Response:
-    """200 when the model's default version is loaded, else 503 (it loads on first use or on load)."""
-    return _model_ready(service, model, None)
-
-
-@router.get("/models/{model}/versions/{version}/ready")
-async def model_version_ready(model: str, version: str,
-                              service: InferenceService = Depends(get_service)) -> Response:
-    """200 when that version is loaded, else 503."""
-    return _model_ready(service, model, version)
-
-
-async def _infer(request: Request, model: str, version: str | None) -> Response:
-    service = get_service(request)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+async def infer(call: Call) -> Reply:
+    """Inference with JSON tensors, or JSON plus binary tensor data (Inference-Header-Content-Length)."""
+    encoding = (call.header(b"content-encoding") or "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise BadRequest(f"Content-Encoding {encoding!r} is not supported; send the request uncompressed")
-    entry = service.entry(model)
-    mv = entry.version(version)
-    sig = protocols.signature(entry)
-    body = await read_body(request)
-    req = protocols.parse_infer_request(body, request.headers.get(_HEADER_LENGTH), sig)
-    loaded = await service.model(entry.name, mv.number)
-    raws = protocols.request_raws(loaded.task, req)
-    result = await service.infer(entry.name, raws, mv.number)
-    tensors = protocols.result_tensors(loaded.task, result.items)
-    head, blobs = protocols.infer_response(result.model, result.version, req, tensors, sig)
+    spec = call.service.spec(call.params["model"], call.params.get("version"))
+    req = v2.parse_infer_request(call.body, call.header(v2.HEADER_LENGTH.encode()), spec.signature)
+    head, blobs = v2.encode(await call.service.infer(v2.decode(req, spec), call.ctx), req)
     if not blobs:
-        return json_response(head)
-    content, header_length = protocols.binary_body(head, blobs)
-    return Response(content, media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(header_length)})
+        return json_reply(head)
+    content, header_length = v2.binary_body(head, blobs)
+    return Reply(content, media_type=b"application/octet-stream",
+                 headers={"Inference-Header-Content-Length": str(header_length)})
 
 
-@router.post("/models/{model}/infer")
-async def infer(model: str, request: Request) -> Response:
-    """Inference with JSON tensors, or JSON plus binary tensor data (Inference-Header-Content-Length)."""
-    return await _infer(request, model, None)
-
-
-@router.post("/models/{model}/versions/{version}/infer")
-async def infer_version(model: str, version: str, request: Request) -> Response:
-    """Inference on one served version."""
-    return await _infer(request, model, version)
-
-
-async def _optional_json(request: Request) -> dict[str, Any]:
+def _optional_json(call: Call) -> dict[str, Any]:
     """A JSON object body, or {} when the body is empty (clients send either)."""
-    body = await read_body(request)
-    if not body.strip():
+    if not call.body.strip():
         return {}
-    doc = protocols.parse_json(body)
+    doc = parse_json(call.body)
     if not isinstance(doc, dict):
         raise InvalidInput("request body must be a JSON object")
     return doc
 
 
-@router.post("/repository/index")
-async def repository_index(request: Request) -> Response:
-    """Every model version on disk with its state (READY, LOADING, UNAVAILABLE) and the reason."""
-    service = get_service(request)
-    doc = await _optional_json(request)
-    ready_only = doc.get("ready", False)
+async def repository_index(call: Call) -> Reply:
+    """Every model version on disk with its state (READY, LOADING, UNLOADING, UNAVAILABLE) and the reason."""
+    ready_only = _optional_json(call).get("ready", False)
     if not isinstance(ready_only, bool):
         raise InvalidInput("ready must be true or false")
-    service.repository.scan()
-    return json_response(protocols.repository_index(service, ready_only))
+    call.service.rescan()
+    return json_reply(v2.repository_index(call.service.version_rows(), ready_only))
 
 
-@router.post("/repository/models/{model}/load")
-async def load(model: str, request: Request) -> Response:
+async def repository_load(call: Call) -> Reply:
     """Load (or retry a failed load of) every served version of a model, re-reading the repository first."""
-    service = get_service(request)
-    doc = await _optional_json(request)
-    params = doc.get("parameters") or {}
+    params = _optional_json(call).get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be a JSON object")
     if any(k == "config" or k.startswith("file:") for k in params):
         raise BadRequest("loading with a config or files is not supported; put the model in the repository")
-    name, versions = await service.load_model(model, rescan=True)
-    return json_response({"name": name, "versions": [str(v) for v in versions], "state": "READY"})
+    name, versions = await call.service.load(call.params["model"], rescan=True)
+    return json_reply({"name": name, "versions": [str(v) for v in versions], "state": "READY"})
 
 
-@router.post("/repository/models/{model}/unload")
-async def unload(model: str, request: Request) -> Response:
+async def repository_unload(call: Call) -> Reply:
     """Unload every loaded version of a model (it loads again on its next request)."""
-    service = get_service(request)
-    await _optional_json(request)
-    name, done = await service.unload_model(model)
-    return json_response({"name": name, "unloaded_versions": [str(v) for v in done]})
+    _optional_json(call)
+    name, done = await call.service.unload(call.params["model"])
+    return json_reply({"name": name, "unloaded_versions": [str(v) for v in done]})
+
+
+_INFER_ERRORS = (400, 401, 404, 413, 422, 503, 504)
+_META_ERRORS = (401, 404, 503)
+ROUTES = [
+    Route("GET", "/v2/health/live", live, "v2", "v2_live", auth=False, response=s.V2Live, tag="v2"),
+    Route("GET", "/v2/health/ready", ready, "v2", "v2_ready", auth=False, response=s.V2Ready, errors=(503,),
+          tag="v2"),
+    Route("GET", "/v2", server_metadata, "v2", "v2_server_metadata", response=s.ServerMetadata, errors=(401,),
+          tag="v2"),
+    Route("GET", "/v2/models/{model}", model_metadata, "v2", "v2_model_metadata", response=s.ModelMetadata,
+          errors=_META_ERRORS, tag="v2"),
+    Route("GET", "/v2/models/{model}/versions/{version}", model_metadata, "v2", "v2_model_version_metadata",
+          response=s.ModelMetadata, errors=_META_ERRORS, tag="v2"),
+    Route("GET", "/v2/models/{model}/ready", model_ready, "v2", "v2_model_ready", response=s.ModelReadyState,
+          errors=_META_ERRORS, tag="v2"),
+    Route("GET", "/v2/models/{model}/versions/{version}/ready", model_ready, "v2", "v2_model_version_ready",
+          response=s.ModelReadyState, errors=_META_ERRORS, tag="v2"),
+    Route("POST", "/v2/models/{model}/infer", infer, "v2", "v2_infer", body=s.InferRequestBody, binary_body=True,
+          response=s.InferResponseBody, errors=_INFER_ERRORS, watch_disconnect=True, tag="v2"),
+    Route("POST", "/v2/models/{model}/versions/{version}/infer", infer, "v2", "v2_infer_version",
+          body=s.InferRequestBody, binary_body=True, response=s.InferResponseBody, errors=_INFER_ERRORS,
+          watch_disconnect=True, tag="v2"),
+    Route("POST", "/v2/repository/index", repository_index, "v2", "v2_repository_index",
+          body=s.RepositoryIndexBody, body_required=False, response=s.RepositoryIndex, errors=(400, 401, 422),
+          tag="v2"),
+    Route("POST", "/v2/repository/models/{model}/load", repository_load, "v2", "v2_repository_load",
+          body=s.RepositoryLoadBody, body_required=False, response=s.RepositoryLoaded,
+          errors=(400, 401, 404, 422, 503), tag="v2"),
+    Route("POST", "/v2/repository/models/{model}/unload", repository_unload, "v2", "v2_repository_unload",
+          body_required=False, response=s.RepositoryUnloaded, errors=(400, 401, 404, 422), tag="v2"),
+]

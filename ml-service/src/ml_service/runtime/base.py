@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ml_service.errors import ManifestError
 from ml_service.manifest import Manifest, TensorSpec
 
 
@@ -63,20 +65,20 @@ class Runtime(ABC):
         return "cpu"
 
 
+#: runtime name -> "module:class", imported only when a model needs it (heavy imports stay lazy)
+RUNTIMES: dict[str, str] = {
+    "onnx": "ml_service.runtime.onnx:OnnxRuntime",
+    "openvino": "ml_service.runtime.openvino:OpenVinoRuntime",
+    "torchscript": "ml_service.runtime.torchscript:TorchScriptRuntime",
+    "fake": "ml_service.runtime.fake:FakeRuntime",
+}
+
+
 def create_runtime(path: Path, manifest: Manifest, options: RuntimeOptions) -> Runtime:
-    """The runtime the manifest names."""
-    if manifest.runtime == "onnx":
-        from ml_service.runtime.onnx import OnnxRuntime
-
-        return OnnxRuntime(path, manifest, options)
-    if manifest.runtime == "openvino":
-        from ml_service.runtime.openvino import OpenVinoRuntime
-
-        return OpenVinoRuntime(path, manifest, options)
-    if manifest.runtime == "torchscript":
-        from ml_service.runtime.torchscript import TorchScriptRuntime
-
-        return TorchScriptRuntime(path, manifest, options)
-    from ml_service.runtime.fake import FakeRuntime
-
-    return FakeRuntime(path, manifest, options)
+    """The runtime the manifest names; an unknown name is a ManifestError, never a silent fallback."""
+    target = RUNTIMES.get(manifest.runtime)
+    if target is None:
+        raise ManifestError(f"unknown runtime {manifest.runtime!r}; known runtimes: {sorted(RUNTIMES)}")
+    module, _, cls_name = target.partition(":")
+    cls: type[Runtime] = getattr(importlib.import_module(module), cls_name)
+    return cls(path, manifest, options)

@@ -82,13 +82,14 @@ class OnnxRuntime(Runtime):
 
     @property
     def inputs(self) -> list[TensorSpec]:
-        if self._session is None or self.manifest.inputs:
+        """The graph's own inputs once loaded (the file is the truth), else as declared."""
+        if self._session is None:
             return super().inputs
         return [_spec(i) for i in self._session.get_inputs()]
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        if self._session is None or self.manifest.outputs:
+        if self._session is None:
             return super().outputs
         return [_spec(o) for o in self._session.get_outputs()]
 

@@ -1,17 +1,23 @@
-"""Pre- and post-processing around a runtime, one class per task."""
+"""Pre- and post-processing around a runtime, one class per task, and what each task declares to the protocols."""
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ml_service.dataplane import ItemResult, Signature
 from ml_service.errors import InvalidInput, PayloadTooLarge
 from ml_service.manifest import Manifest
 from ml_service.repository import ModelEntry, ModelVersion
+from ml_service.runtime.base import Runtime
+
+#: A step run on a batch's per-item output rows after postprocessing (a classifier head on an encoder).
+PostStep = Callable[[list[dict[str, np.ndarray]]], list[dict[str, np.ndarray]]]
 
 
 @dataclass
@@ -24,32 +30,28 @@ class Prepared:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class ItemResult:
-    """One item's answer: named arrays plus facts about how it was computed."""
+class RequestBudget:
+    """What one request may still spend in preprocessing, shared by its items across threads."""
 
-    outputs: dict[str, np.ndarray]
-    meta: dict[str, Any]
-    queue_ms: float = 0.0
-    inference_ms: float = 0.0
-    batch_size: int = 1
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+        self._lock = threading.Lock()
 
-
-@dataclass(frozen=True)
-class Options:
-    """Per-request options that only shape the answer (not the computation)."""
-
-    top_k: int = 5
+    def take_pixels(self, n: int) -> bool:
+        """Spend `n` decoded pixels; False (and nothing spent) when the request has fewer left."""
+        with self._lock:
+            if n > self.pixels:
+                return False
+            self.pixels -= n
+            return True
 
 
-class Task(ABC):
-    """Turns raw items into runtime feeds and runtime outputs into per-item results."""
+class ModelTask(ABC):
+    """Turns raw items into runtime feeds and runtime outputs into per-item results, for one model version."""
 
-    name: str = "base"
+    name: ClassVar[str] = "base"
     #: preprocessing is heavy enough to split across threads (image decoding)
-    parallel_preprocess: bool = False
-    #: the `data` keys of the seed API: (single, list)
-    data_keys: tuple[str, str] = ("", "")
+    parallel_preprocess: ClassVar[bool] = False
 
     def __init__(self, entry: ModelEntry, version: ModelVersion, manifest: Manifest) -> None:
         self.entry = entry
@@ -57,52 +59,37 @@ class Task(ABC):
         self.manifest = manifest
         self.limits = manifest.limits
 
+    @classmethod
+    @abstractmethod
+    def signature(cls, manifest: Manifest, labels: Sequence[str]) -> Signature:
+        """The inputs, outputs and answer kind this task gives a model (known without loading it)."""
+
     def load(self) -> None:  # noqa: B027 - optional hook
-        """Load what preprocessing needs (tokenizer, labels)."""
+        """Load what preprocessing needs (tokenizer)."""
 
-    def parse_seed(self, data: Mapping[str, Any]) -> tuple[list[Any], Options]:
-        """Raw items and options from the seed API's `data` object."""
-        single, many = self.data_keys
-        if single in data and many in data:
-            raise InvalidInput(f"give either data.{single} or data.{many}, not both")
-        if single in data:
-            items: list[Any] = [data[single]]
-        elif many in data:
-            value = data[many]
-            if not isinstance(value, list):
-                raise InvalidInput(f"data.{many} must be a list")
-            items = value
-        else:
-            raise InvalidInput(f"data must contain '{single}' or '{many}'")
-        self.check_count(len(items), f"data.{many}")
-        for i, item in enumerate(items):
-            self.check_item(item, f"data.{many}[{i}]" if many in data else f"data.{single}")
-        return items, self.parse_options(data)
-
-    def parse_options(self, data: Mapping[str, Any]) -> Options:
-        return Options()
-
-    def check_count(self, n: int, where: str) -> None:
-        """Reject empty requests and requests over `limits.max_items`."""
+    def check_count(self, n: int, where: str, most: int | None = None) -> None:
+        """Reject empty requests and requests over `limits.max_items` (or a protocol's own `most`)."""
         if n == 0:
             raise InvalidInput(f"{where} must not be empty")
-        # a request larger than the whole queue could never be queued: that is a limit too
-        most = min(self.limits.max_items, self.manifest.batching.max_queue_size)
+        if most is None:
+            # a request larger than the whole queue could never be queued: that is a limit too
+            most = min(self.limits.max_items, self.manifest.batching.max_queue_size)
         if n > most:
             raise PayloadTooLarge(f"{where} has {n} items; model '{self.entry.name}' accepts at most {most}")
 
-    def warmup_items(self) -> list[Any]:
-        """Raw items run once at load time: the first request is not slow, and a labels file that does not
-        match the model's outputs is caught at load, not in a request."""
-        return []
+    def new_budget(self) -> RequestBudget:
+        """The preprocessing budget of one request."""
+        return RequestBudget(self.limits.max_request_pixels)
 
     @abstractmethod
     def check_item(self, item: Any, where: str) -> None:
-        """Cheap type and size checks on one raw item (runs on the event loop)."""
+        """Cheap type and size checks on one raw item (runs on the event loop, once per item)."""
 
     @abstractmethod
-    def preprocess(self, items: Sequence[Any]) -> list[Prepared | Exception]:
-        """Heavy per-item work (tokenize, decode); an item that fails gets its exception."""
+    def preprocess(self, items: Sequence[Any], budgets: Sequence[RequestBudget] | None = None
+                   ) -> list[Prepared | Exception]:
+        """Heavy per-item work (tokenize, decode); an item that fails gets its exception. `budgets`: each item's
+        request budget (one fresh budget per item when not given)."""
 
     @abstractmethod
     def collate(self, batch: Sequence[Prepared]) -> dict[str, np.ndarray]:
@@ -114,9 +101,35 @@ class Task(ABC):
     ) -> list[dict[str, np.ndarray]]:
         """Per-item named outputs from the batch's runtime outputs."""
 
-    @abstractmethod
-    def format_seed(self, result: ItemResult, options: Options) -> dict[str, Any]:
-        """One entry of the seed API's `outputs` list."""
+    def warmup_items(self) -> list[Any]:
+        """Raw items for one full-size batch, run at load time: the first request is not slow, the runtime's
+        memory reaches its working size before it is measured, and a bad model fails at load."""
+        return []
+
+    def validate(self, runtime: Runtime) -> None:
+        """Run the warm-up batch and check the outputs against what the manifest declares (labels)."""
+        labels = self.entry.labels
+        if labels:
+            for spec in runtime.outputs:
+                if len(spec.shape) == 2 and spec.shape[-1] > 0 and spec.shape[-1] != len(labels):
+                    raise RuntimeError(f"output '{spec.name}' has {spec.shape[-1]} classes but the labels file "
+                                       f"has {len(labels)}")
+        rows = self.run_local(runtime, self.warmup_items())
+        probs = rows[0].get("probabilities") if rows else None
+        if labels and probs is not None and probs.shape[-1] != len(labels):
+            raise RuntimeError(f"the model has {probs.shape[-1]} classes but the labels file has {len(labels)}")
+
+    def run_local(self, runtime: Runtime, items: Sequence[Any]) -> list[dict[str, np.ndarray]]:
+        """Items through preprocess, the runtime and postprocess in this thread (warm-up, checks, tools)."""
+        if not items:
+            return []
+        prepared = self.preprocess(items)
+        bad = next((p for p in prepared if isinstance(p, Exception)), None)
+        if bad is not None:
+            raise bad
+        ok = [p for p in prepared if isinstance(p, Prepared)]
+        feeds = self.collate(ok)
+        return self.postprocess(runtime.predict(feeds), feeds, ok)
 
     def output_name(self, outputs: dict[str, np.ndarray]) -> str:
         """The runtime output a task reads: the declared one, else the first."""
@@ -136,3 +149,6 @@ def softmax(x: np.ndarray) -> np.ndarray:
     z /= z.sum(axis=-1, keepdims=True)
     out: np.ndarray = z
     return out
+
+
+__all__ = ["ItemResult", "ModelTask", "PostStep", "Prepared", "RequestBudget", "softmax"]

@@ -1,44 +1,27 @@
-"""What the classifiers share: labels, top-k, softmax over the chosen output."""
+"""What the classifiers share: labels, softmax over the chosen output, the V2 outputs, heads on an encoder."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from ml_service.errors import InvalidInput
-from ml_service.tasks.base import Options, Prepared, Task, softmax
+from ml_service.dataplane import OutputInfo
+from ml_service.runtime.base import Runtime
+from ml_service.tasks.base import ModelTask, PostStep, Prepared, softmax
+
+#: The item output an encoder gives and a head reads.
+ENCODER_OUTPUT = "embedding"
 
 
-def parse_top_k(data: Mapping[str, Any], n_labels: int) -> Options:
-    """`data.top_k`: an integer from 1 to the number of labels (default 5, capped at the label count)."""
-    if "top_k" not in data:
-        return Options(top_k=min(5, n_labels))
-    k = data["top_k"]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_labels:
-        raise InvalidInput(f"data.top_k must be an integer from 1 to {n_labels}, got {k!r}")
-    return Options(top_k=k)
+def classifier_outputs(labels: Sequence[str]) -> tuple[OutputInfo, ...]:
+    """Probabilities per label, and the best label."""
+    n = len(labels) if labels else -1
+    return (OutputInfo("probabilities", "FP32", (-1, n)), OutputInfo("label", "BYTES", (-1,), label_of="probabilities"))
 
 
-def classification_entry(probs: np.ndarray, labels: list[str], top_k: int) -> dict[str, Any]:
-    """`{"label", "score", "top_k": [...]}` from one row of probabilities."""
-    k = min(top_k, probs.shape[0])
-    idx = np.argpartition(-probs, k - 1)[:k]
-    idx = idx[np.argsort(-probs[idx], kind="stable")]
-    top = [{"label": labels[i], "score": float(probs[i])} for i in idx]
-    return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
-
-
-class Classifier(Task):
-    """Probabilities from the model's output (softmax unless it already holds them), labels, top-k."""
-
-    @property
-    def labels(self) -> list[str]:
-        return self.entry.labels or []
-
-    def parse_options(self, data: Mapping[str, Any]) -> Options:
-        return parse_top_k(data, len(self.labels))
+class Classifier(ModelTask):
+    """Probabilities from the model's output (softmax unless it already holds them)."""
 
     def postprocess(
         self, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray], batch: Sequence[Prepared]
@@ -46,3 +29,31 @@ class Classifier(Task):
         out = outputs[self.output_name(outputs)]
         probs = softmax(out) if self.manifest.postprocessing.softmax else out.astype(np.float32)
         return [{"probabilities": row} for row in probs]
+
+    @property
+    def is_head(self) -> bool:
+        """A head runs on another model's embeddings (model.toml `encoder`): its file is the head graph alone."""
+        return bool(self.manifest.encoder)
+
+    def post_step(self, runtime: Runtime) -> PostStep:
+        """This head as a post-step on its encoder's batches: their embedding rows in, probabilities out."""
+        feed = runtime.inputs[0].name if runtime.inputs else ENCODER_OUTPUT
+
+        def step(rows: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+            feeds = {feed: np.stack([r[ENCODER_OUTPUT] for r in rows])}
+            return self.postprocess(runtime.predict(feeds), feeds, [])
+
+        return step
+
+    def validate(self, runtime: Runtime) -> None:
+        if not self.is_head:
+            super().validate(runtime)
+            return
+        spec = runtime.inputs[0] if runtime.inputs else None
+        dim = spec.shape[-1] if spec is not None and spec.shape and spec.shape[-1] > 0 else None
+        if dim is None:
+            raise RuntimeError("a head graph must declare the width of its embedding input")
+        rows = self.post_step(runtime)([{ENCODER_OUTPUT: np.zeros(dim, dtype=np.float32)}])
+        n, labels = rows[0]["probabilities"].shape[-1], self.entry.labels or []
+        if labels and n != len(labels):
+            raise RuntimeError(f"the model has {n} classes but the labels file has {len(labels)}")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ml_service.errors import InvalidInput, PayloadTooLarge
-from ml_service.manifest import TensorSpec
-from ml_service.tasks.base import ItemResult, Options, Prepared, Task
-
-# numpy kinds of the values sent that convert without loss to an input's kind
-_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+from ml_service.dataplane import InputInfo, OutputInfo, Signature
+from ml_service.errors import InvalidInput
+from ml_service.manifest import Manifest, TensorSpec
+from ml_service.tasks.base import ModelTask, Prepared, RequestBudget
+from ml_service.tensors import MANIFEST_TO_V2, V2_DTYPES
 
 
 def _shape_ok(shape: tuple[int, ...], spec: TensorSpec) -> bool:
@@ -21,65 +20,34 @@ def _shape_ok(shape: tuple[int, ...], spec: TensorSpec) -> bool:
     return len(shape) == len(dims) and all(d == -1 or d == s for d, s in zip(dims, shape, strict=True))
 
 
-class TensorTask(Task):
+class TensorTask(ModelTask):
     """Each item is one row: `{input name: array without the batch dimension}`."""
 
     name = "tensor"
 
-    def parse_seed(self, data: Mapping[str, Any]) -> tuple[list[Any], Options]:
-        inputs = data.get("inputs")
-        if not isinstance(inputs, dict):
-            raise InvalidInput("data.inputs must be an object {input name: nested list}")
-        specs = self._specs()
-        unknown = sorted(set(inputs) - set(specs))
-        if unknown:
-            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {sorted(specs)}")
-        return self.rows_from_arrays({k: self.to_array(v, k) for k, v in inputs.items()}), Options()
-
-    def _specs(self) -> dict[str, TensorSpec]:
-        return {s.name: s for s in self.manifest.inputs}
-
-    def to_array(self, value: Any, name: str) -> np.ndarray:
-        spec = self._specs()[name]
-        try:
-            kind = np.asarray(value).dtype.kind  # what was sent: null, strings, bools are not numbers
-            arr = np.asarray(value, dtype=np.dtype(spec.dtype))
-        except (ValueError, TypeError, OverflowError):
-            raise InvalidInput(f"input '{name}' is not a rectangular array of {spec.dtype}") from None
-        if arr.size and kind not in _ACCEPTED_KINDS.get(arr.dtype.kind, ""):
-            raise InvalidInput(f"input '{name}' must hold {spec.dtype} values")
-        if arr.size > self.limits.max_tensor_elements:
-            raise PayloadTooLarge(f"input '{name}' has {arr.size} elements; the limit is "
-                                  f"{self.limits.max_tensor_elements}")
-        return arr
-
-    def rows_from_arrays(self, arrays: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
-        """Split batched arrays into rows after checking names, dtypes and shapes against the spec."""
-        specs = self._specs()
-        unknown = sorted(set(arrays) - set(specs))
-        if unknown:
-            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {sorted(specs)}")
-        missing = sorted(set(specs) - set(arrays))
-        if missing:
-            raise InvalidInput(f"missing input(s) {missing}")
-        sizes = set()
-        for name, arr in arrays.items():
-            if not isinstance(arr, np.ndarray) or arr.ndim < 1:
-                raise InvalidInput(f"input '{name}' needs a batch dimension")
-            if not _shape_ok(arr.shape[1:], specs[name]):
-                raise InvalidInput(f"input '{name}' has shape {list(arr.shape)}; expected {specs[name].shape}")
-            sizes.add(arr.shape[0])
-        if len(sizes) != 1:
-            raise InvalidInput("all inputs must have the same batch size")
-        n = sizes.pop()
-        self.check_count(n, "inputs")
-        return [{name: arr[i] for name, arr in arrays.items()} for i in range(n)]
+    @classmethod
+    def signature(cls, manifest: Manifest, labels: Sequence[str]) -> Signature:
+        cap = manifest.limits.max_tensor_elements
+        return Signature(
+            tuple(InputInfo(t.name, MANIFEST_TO_V2[t.dtype], tuple(t.shape), "tensor", cap) for t in manifest.inputs),
+            tuple(OutputInfo(t.name, MANIFEST_TO_V2[t.dtype], tuple(t.shape)) for t in manifest.outputs),
+            "tensors")
 
     def check_item(self, item: Any, where: str) -> None:
         if not isinstance(item, dict):
             raise InvalidInput(f"{where} must be an object of named tensors")
+        for spec in self.manifest.inputs:
+            arr = item.get(spec.name)
+            if not isinstance(arr, np.ndarray):
+                raise InvalidInput(f"{where} is missing input '{spec.name}'")
+            if arr.dtype != V2_DTYPES[MANIFEST_TO_V2[spec.dtype]]:
+                raise InvalidInput(f"input '{spec.name}' must be {spec.dtype}, got {arr.dtype}")
+            if not _shape_ok(arr.shape, spec):
+                raise InvalidInput(f"input '{spec.name}' has rows of shape {list(arr.shape)}; "
+                                   f"expected {spec.shape} (the first dimension is the batch)")
 
-    def preprocess(self, items: Sequence[Any]) -> list[Prepared | Exception]:
+    def preprocess(self, items: Sequence[Any], budgets: Sequence[RequestBudget] | None = None
+                   ) -> list[Prepared | Exception]:
         return [Prepared(item, key=tuple((k, v.shape) for k, v in sorted(item.items()))) for item in items]
 
     def collate(self, batch: Sequence[Prepared]) -> dict[str, np.ndarray]:
@@ -90,6 +58,3 @@ class TensorTask(Task):
         self, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray], batch: Sequence[Prepared]
     ) -> list[dict[str, np.ndarray]]:
         return [{k: v[i] for k, v in outputs.items()} for i in range(len(batch))]
-
-    def format_seed(self, result: ItemResult, options: Options) -> dict[str, Any]:
-        return dict(result.outputs)

@@ -7,15 +7,25 @@ from typing import Any
 
 import numpy as np
 
+from ml_service.dataplane import InputInfo, OutputInfo, Signature
 from ml_service.errors import InvalidInput, PayloadTooLarge
-from ml_service.tasks.base import ItemResult, Options, Prepared, Task
-from ml_service.tasks.classify import Classifier, classification_entry, parse_top_k
+from ml_service.manifest import Manifest
+from ml_service.tasks.base import ModelTask, Prepared, RequestBudget
+from ml_service.tasks.classify import ENCODER_OUTPUT, Classifier, classifier_outputs
+
+#: Characters kept per token of `max_tokens` before tokenizing. A WordPiece token covers ~4 characters of
+#: English (at most 100: longer words become one [UNK]), so a text cut here still yields `max_tokens` tokens,
+#: while a 50,000-character text no longer costs its whole tokenization to be cut at 256 tokens after.
+CHARS_PER_TOKEN = 24
 
 
-class TextTask(Task):
+def text_input(manifest: Manifest) -> InputInfo:
+    return InputInfo("text", "BYTES", (-1,), "text", manifest.limits.max_items)
+
+
+class TextTask(ModelTask):
     """Tokenizes texts with a HF fast tokenizer (truncating at `max_tokens`) and pads per batch."""
 
-    data_keys = ("text", "texts")
     _tokenizer: Any = None
     _pad_id: int = 0
 
@@ -30,8 +40,15 @@ class TextTask(Task):
         self._pad_id = 0 if pad is None else int(pad)
         self._tokenizer = tok
 
+    @property
+    def max_chars(self) -> int:
+        """Characters of a text that are tokenized; the rest could not reach the model anyway."""
+        return self.manifest.preprocessing.max_tokens * CHARS_PER_TOKEN
+
     def warmup_items(self) -> list[Any]:
-        return ["warm up"]
+        pre, batching = self.manifest.preprocessing, self.manifest.batching
+        n = max(1, min(batching.max_batch_size, batching.max_batch_tokens // pre.max_tokens))
+        return ["warm up " * pre.max_tokens] * n  # the longest texts a batch can hold
 
     def check_item(self, item: Any, where: str) -> None:
         if not isinstance(item, str):
@@ -41,17 +58,17 @@ class TextTask(Task):
                 f"{where} has {len(item)} characters; the limit is {self.limits.max_text_chars}"
             )
 
-    def preprocess(self, items: Sequence[Any]) -> list[Prepared | Exception]:
-        encodings = self._tokenizer.encode_batch(list(items))
+    def preprocess(self, items: Sequence[Any], budgets: Sequence[RequestBudget] | None = None
+                   ) -> list[Prepared | Exception]:
+        cap = self.max_chars
+        cut = [len(t) > cap for t in items]
+        encodings = self._tokenizer.encode_batch([t[:cap] if c else t for t, c in zip(items, cut, strict=True)])
         out: list[Prepared | Exception] = []
-        for enc in encodings:
+        for enc, was_cut in zip(encodings, cut, strict=True):
             ids = np.asarray(enc.ids, dtype=np.int64)
-            out.append(Prepared(ids, cost=len(ids), meta={"tokens": len(ids), "truncated": bool(enc.overflowing)}))
+            truncated = bool(enc.overflowing) or was_cut
+            out.append(Prepared(ids, cost=len(ids), meta={"tokens": len(ids), "truncated": truncated}))
         return out
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Token counts as the model sees them (after truncation)."""
-        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
 
     def collate(self, batch: Sequence[Prepared]) -> dict[str, np.ndarray]:
         n = len(batch)
@@ -65,17 +82,25 @@ class TextTask(Task):
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
-def _seed_meta(result: ItemResult) -> dict[str, Any]:
-    entry: dict[str, Any] = {"tokens": result.meta.get("tokens")}
-    if result.meta.get("truncated"):
-        entry["truncated"] = True
-    return entry
+def embedding_dim(manifest: Manifest) -> int:
+    """The embedding width the manifest declares (last dim of the pooled output), -1 when unknown."""
+    specs = {s.name: s for s in manifest.outputs}
+    wanted = manifest.postprocessing.output
+    spec = specs.get(wanted) if wanted else (manifest.outputs[0] if manifest.outputs else None)
+    if spec is None or not spec.shape or spec.shape[-1] <= 0:
+        return -1
+    return spec.shape[-1]
 
 
 class EmbeddingTask(TextTask):
     """Sentence embeddings: mean pooling over the attention mask and L2 normalization."""
 
     name = "embedding"
+
+    @classmethod
+    def signature(cls, manifest: Manifest, labels: Sequence[str]) -> Signature:
+        return Signature((text_input(manifest),), (OutputInfo(ENCODER_OUTPUT, "FP32", (-1, embedding_dim(manifest))),),
+                         "embedding")
 
     def postprocess(
         self, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray], batch: Sequence[Prepared]
@@ -87,20 +112,22 @@ class EmbeddingTask(TextTask):
         if self.manifest.postprocessing.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = out / np.clip(norms, 1e-12, None)
-        return [{"embedding": row} for row in out]
-
-    def format_seed(self, result: ItemResult, options: Options) -> dict[str, Any]:
-        return {"embedding": result.outputs["embedding"], **_seed_meta(result)}
+        return [{ENCODER_OUTPUT: row} for row in out]
 
 
 class TextClassificationTask(Classifier, TextTask):
-    """Softmax over the classifier's logits, with labels and top-k."""
+    """Softmax over the classifier's logits; labels come from the model's labels file."""
 
     name = "text-classification"
 
-    def format_seed(self, result: ItemResult, options: Options) -> dict[str, Any]:
-        entry = classification_entry(result.outputs["probabilities"], self.labels, options.top_k)
-        return {**entry, **_seed_meta(result)}
+    @classmethod
+    def signature(cls, manifest: Manifest, labels: Sequence[str]) -> Signature:
+        return Signature((text_input(manifest),), classifier_outputs(labels), "classification")
+
+    def check_item(self, item: Any, where: str) -> None:
+        super().check_item(item, where)
+        if not item.strip():  # a label for nothing is a wrong answer; embedding "" stays allowed (as OpenAI)
+            raise InvalidInput(f"{where} is empty; a classifier needs some text")
 
 
-__all__ = ["EmbeddingTask", "TextClassificationTask", "TextTask", "classification_entry", "parse_top_k"]
+__all__ = ["EmbeddingTask", "TextClassificationTask", "TextTask", "embedding_dim"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_service.build.common import package_dir
+from ml_service.modelbuild.common import package_dir
 
 SHORT_TEXTS = [
     "Take out the recycling on Thursday",
@@ -70,7 +70,7 @@ def reference_encoder() -> Any:
     """sentence-transformers loading the packaged weights (the reference implementation)."""
     from sentence_transformers import SentenceTransformer
 
-    from ml_service.build.text import minilm_dir
+    from ml_service.modelbuild.text import minilm_dir
 
     return SentenceTransformer(str(minilm_dir()), device="cpu")
 
@@ -133,7 +133,7 @@ INTENT_TEXTS = [
 
 def intent_checks(model_dir: Path) -> dict[str, Any]:
     """The folded ONNX head vs the package's own predict_proba on sentence-transformers embeddings."""
-    from ml_service.build.text import intent_head
+    from ml_service.modelbuild.text import intent_head
 
     _, _, labels, clf = intent_head()
     st = reference_encoder()

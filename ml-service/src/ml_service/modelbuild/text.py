@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_service.build.common import (
+from ml_service.modelbuild.common import (
     append_linear_head,
     fingerprint,
     linear_head_model,
@@ -169,7 +169,7 @@ def text_fingerprint(extra: str = "") -> str:
 
 def build_text_embedding(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     """v1 fp32 (fused graph), v2 int8; both served, v2 default when its accuracy holds."""
-    from ml_service.build.checks import embedding_checks
+    from ml_service.modelbuild.checks import embedding_checks
 
     for v, src in ((1, enc.fp32), (2, enc.int8)):
         d = out / str(v)
@@ -214,7 +214,7 @@ def write_head_versions(out: Path, enc: EncoderArtifacts, w: np.ndarray, b: np.n
 
 def shared_head_agreement(enc: EncoderArtifacts, w: np.ndarray, b: np.ndarray, texts: list[str]) -> dict[str, float]:
     """How the shared int8 encoder + head (v2) agrees with the fused fp32 graph (v1)."""
-    from ml_service.build.checks import embed_with_onnx
+    from ml_service.modelbuild.checks import embed_with_onnx
     from ml_service.tasks.base import softmax
 
     tok = minilm_dir() / "tokenizer.json"
@@ -254,14 +254,14 @@ def intent_head() -> tuple[np.ndarray, np.ndarray, list[str], Any]:
 
 
 def build_intent_classifier(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
-    from ml_service.build.checks import intent_checks
+    from ml_service.modelbuild.checks import intent_checks
 
     w, b, labels, _ = intent_head()
     write_head_versions(out, enc, w, b)
     (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     enc.progress("checking intent-classifier against the package's predict_proba")
     report = intent_checks(out)
-    from ml_service.build.checks import INTENT_TEXTS
+    from ml_service.modelbuild.checks import INTENT_TEXTS
 
     report |= shared_head_agreement(enc, w, b, INTENT_TEXTS + load_task_dataset()[0])
     policy, versions = head_policy(report["v2_top1_agreement"])
@@ -296,7 +296,7 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     """Train a logistic-regression head on MiniLM embeddings of our labelled household tasks."""
     from sklearn.linear_model import LogisticRegression
 
-    from ml_service.build.checks import classification_report, embed_with_onnx
+    from ml_service.modelbuild.checks import classification_report, embed_with_onnx
 
     texts, labels, splits = load_task_dataset()
     unknown = set(labels) - set(TASK_LABELS)
@@ -316,7 +316,7 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     write_head_versions(out, enc, w, b)
     (out / "labels.txt").write_text("\n".join(TASK_LABELS) + "\n", encoding="utf-8")
     # held-out figures from the served graph itself, not from sklearn
-    from ml_service.build.checks import classify_with_onnx
+    from ml_service.modelbuild.checks import classify_with_onnx
 
     test_texts = [t for t, s in zip(texts, splits, strict=True) if s == "test"]
     probs = classify_with_onnx(d / "model.onnx", d / "tokenizer.json", test_texts)
@@ -326,7 +326,7 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     sk = clf.predict_proba(x[~train])
     report["max_abs_diff_to_sklearn"] = float(np.abs(sk - probs).max())
     report |= shared_head_agreement(enc, w, b, texts)
-    from ml_service.build.checks import embed_with_onnx
+    from ml_service.modelbuild.checks import embed_with_onnx
     from ml_service.tasks.base import softmax
 
     p2 = softmax(embed_with_onnx(enc.int8, minilm_dir() / "tokenizer.json", test_texts) @ w.T + b)

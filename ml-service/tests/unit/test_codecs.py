@@ -1,5 +1,6 @@
 """The protocol codecs without a server: V2 JSON and binary tensors (checked against tritonclient's own
-encoder and decoder), V2 signatures, and the OpenAI request, dimensions and base64 helpers."""
+encoder and decoder), the signatures tasks declare, the OpenAI request, dimensions and base64 helpers, and the
+service's own API."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import numpy as np
 import orjson
 import pytest
 
-from ml_service import protocols
+from ml_service import tensors
+from ml_service.codecs import embeddings, native, v2
+from ml_service.dataplane import InferenceResult, ItemResult, ModelSpec
 from ml_service.errors import BadRequest, InvalidInput, MLServiceError, PayloadTooLarge
 from ml_service.manifest import Manifest
 from ml_service.repository import ModelEntry, ModelVersion
+from ml_service.service import model_spec
 from ml_service.tasks import create_task
 
 tritonclient_utils = pytest.importorskip("tritonclient.utils")
@@ -43,6 +47,25 @@ def task_for(entry: ModelEntry) -> Any:
     return create_task(entry, entry.versions[1], entry.manifest)
 
 
+def spec_of(entry: ModelEntry) -> ModelSpec:
+    return model_spec(entry, 1)
+
+
+def items_of(entry: ModelEntry, req: v2.InferRequest) -> list[Any]:
+    """The items a V2 request decodes to, checked as the data plane checks them (count, then each item)."""
+    request = v2.decode(req, spec_of(entry))
+    task = task_for(entry)
+    task.check_count(len(request.items), request.where)
+    items = list(request.items)
+    for i, item in enumerate(items):
+        task.check_item(item, request.label(i))
+    return items
+
+
+def result_of(entry: ModelEntry, rows: list[dict[str, Any]]) -> InferenceResult:
+    return InferenceResult(spec_of(entry), [ItemResult(r, {}) for r in rows])
+
+
 EMB = entry_for("embedding", inputs=IDS, outputs=[{"name": "sentence_embedding", "dtype": "float32",
                                                     "shape": [-1, 384]}],
                 postprocessing={"output": "sentence_embedding"})
@@ -60,31 +83,32 @@ def body_of(doc: dict[str, Any], *blobs: bytes) -> tuple[bytes, str | None]:
     return head + b"".join(blobs), str(len(head))
 
 
-def parse(entry: ModelEntry, doc: dict[str, Any], *blobs: bytes) -> protocols.InferRequest:
+def parse(entry: ModelEntry, doc: dict[str, Any], *blobs: bytes) -> v2.InferRequest:
     body, header = body_of(doc, *blobs)
-    return protocols.parse_infer_request(body, header, protocols.signature(entry))
+    return v2.parse_infer_request(body, header, spec_of(entry).signature)
 
 
 # -- signatures ----------------------------------------------------------------------------------
 
 def test_signatures_of_each_task() -> None:
-    assert protocols.model_metadata(EMB) == {
+    assert v2.model_metadata(spec_of(EMB)) == {
         "name": "m", "versions": ["1"], "platform": "onnxruntime_onnx",
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}],
     }
-    sig = protocols.signature(CLS)
+    sig = spec_of(CLS).signature
     assert [o.as_json() for o in sig.outputs] == [
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
     ]
-    img = protocols.signature(IMG)
+    img = spec_of(IMG).signature
     assert [i.as_json() for i in img.inputs] == [
         {"name": "image", "datatype": "BYTES", "shape": [-1]},
         {"name": "pixel_values", "datatype": "FP32", "shape": [-1, 3, 224, 224]},
     ]
-    assert img.max_elements == {"image": 4, "pixel_values": 4 * 3 * 224 * 224}
-    ten = protocols.signature(TENSOR)
+    assert {i.name: i.max_elements for i in img.inputs} == {"image": 4, "pixel_values": 4 * 3 * 224 * 224}
+    assert [i.kind for i in img.inputs] == ["image", "pixels"]
+    ten = spec_of(TENSOR).signature
     assert [i.as_json() for i in ten.inputs] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]},
                                                  {"name": "flag", "datatype": "BOOL", "shape": [-1]}]
     assert [o.as_json() for o in ten.outputs] == [{"name": "y", "datatype": "INT32", "shape": [-1, 2]}]
@@ -98,8 +122,8 @@ def test_json_text_input_nested_or_flat() -> None:
     nested = parse(EMB, {"inputs": [{"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": [["a"], ["b"]]}]})
     assert flat.id == "r1" and nested.id is None
     assert flat.inputs[0].data.tolist() == ["a", "b"]
-    assert protocols.request_raws(task_for(EMB), flat) == ["a", "b"]
-    assert protocols.request_raws(task_for(EMB), nested) == ["a", "b"]
+    assert items_of(EMB, flat) == ["a", "b"]
+    assert items_of(EMB, nested) == ["a", "b"]
 
 
 def test_binary_bytes_input_from_tritonclient_encoding() -> None:
@@ -107,7 +131,7 @@ def test_binary_bytes_input_from_tritonclient_encoding() -> None:
     blob = tritonclient_utils.serialize_byte_tensor(texts).item()
     req = parse(EMB, {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES",
                                   "parameters": {"binary_data_size": len(blob)}}]}, blob)
-    assert protocols.request_raws(task_for(EMB), req) == ["héllo", "", "x" * 300]
+    assert items_of(EMB, req) == ["héllo", "", "x" * 300]
 
 
 def test_binary_numeric_inputs_are_read_in_place() -> None:
@@ -119,7 +143,7 @@ def test_binary_numeric_inputs_are_read_in_place() -> None:
     ]}, x.tobytes(), flag.tobytes())
     assert np.array_equal(req.inputs[0].data, x) and req.inputs[0].data.dtype == np.float32
     assert req.inputs[1].data.tolist() == [True, False]
-    rows = protocols.request_raws(task_for(TENSOR), req)
+    rows = items_of(TENSOR, req)
     assert len(rows) == 2 and np.array_equal(rows[1]["x"], x[1])
 
 
@@ -162,19 +186,19 @@ def test_bad_requests_are_invalid_input(doc: dict[str, Any], error: str) -> None
 ])
 def test_json_numbers_must_fit_the_datatype(data: list[Any], datatype: str, error: str) -> None:
     with pytest.raises(InvalidInput, match=error):
-        protocols.decode_json(data, datatype, (len(data),), "x")
+        tensors.decode_json(data, datatype, (len(data),), "x")
 
 
 def test_json_numbers_convert_without_loss() -> None:
-    assert protocols.decode_json([1, 2.5], "FP16", (2,), "x").dtype == np.float16
-    assert protocols.decode_json([[True], [False]], "BOOL", (2, 1), "x").tolist() == [[True], [False]]
-    assert protocols.decode_json([2**64 - 1], "UINT64", (1,), "x")[0] == 2**64 - 1
+    assert tensors.decode_json([1, 2.5], "FP16", (2,), "x").dtype == np.float16
+    assert tensors.decode_json([[True], [False]], "BOOL", (2, 1), "x").tolist() == [[True], [False]]
+    assert tensors.decode_json([2**64 - 1], "UINT64", (1,), "x")[0] == 2**64 - 1
 
 
 def test_empty_batch_is_rejected_by_the_task() -> None:
     req = parse(EMB, {"inputs": [{"name": "text", "shape": [0], "datatype": "BYTES", "data": []}]})
     with pytest.raises(InvalidInput, match="must not be empty"):
-        protocols.request_raws(task_for(EMB), req)
+        items_of(EMB, req)
 
 
 def test_huge_declared_shape_is_refused_before_any_allocation() -> None:
@@ -198,23 +222,23 @@ def test_binary_framing_errors() -> None:
     good = np.arange(4, dtype="<f4").tobytes()
     doc = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}},
                       {"name": "flag", "shape": [1], "datatype": "BOOL", "data": [True]}]}
-    sig = protocols.signature(TENSOR)
+    sig = spec_of(TENSOR).signature
     head = orjson.dumps(doc)
     with pytest.raises(BadRequest, match="Inference-Header-Content-Length is"):  # header larger than the body
-        protocols.parse_infer_request(head + good, str(len(head) + 100), sig)
+        v2.parse_infer_request(head + good, str(len(head) + 100), sig)
     with pytest.raises(BadRequest, match="must be an integer"):
-        protocols.parse_infer_request(head + good, "ten", sig)
+        v2.parse_infer_request(head + good, "ten", sig)
     with pytest.raises(BadRequest, match="runs past the end"):  # binary_data_size larger than the body
-        protocols.parse_infer_request(head + good[:8], str(len(head)), sig)
+        v2.parse_infer_request(head + good[:8], str(len(head)), sig)
     with pytest.raises(BadRequest, match="no input claims"):
-        protocols.parse_infer_request(head + good + b"xx", str(len(head)), sig)
+        v2.parse_infer_request(head + good + b"xx", str(len(head)), sig)
     with pytest.raises(BadRequest, match="no Inference-Header-Content-Length"):
-        protocols.parse_infer_request(head, None, sig)
+        v2.parse_infer_request(head, None, sig)
     small = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
                         {"name": "flag", "shape": [1], "datatype": "BOOL", "data": [True]}]}
     head = orjson.dumps(small)
     with pytest.raises(InvalidInput, match="needs 16"):  # shape and data length disagree
-        protocols.parse_infer_request(head + good[:8], str(len(head)), sig)
+        v2.parse_infer_request(head + good[:8], str(len(head)), sig)
 
 
 @pytest.mark.parametrize(("blob", "count"), [
@@ -224,7 +248,7 @@ def test_binary_framing_errors() -> None:
 ])
 def test_malformed_bytes_elements(blob: bytes, count: int) -> None:
     with pytest.raises(InvalidInput, match="binary data of input 'text'"):
-        protocols.split_bytes_elements(memoryview(blob), count, "text")
+        tensors.split_bytes_elements(memoryview(blob), count, "text")
 
 
 def test_invalid_utf8_text_is_invalid_input() -> None:
@@ -232,26 +256,26 @@ def test_invalid_utf8_text_is_invalid_input() -> None:
     req = parse(EMB, {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                   "parameters": {"binary_data_size": len(blob)}}]}, blob)
     with pytest.raises(InvalidInput, match="UTF-8"):
-        protocols.request_raws(task_for(EMB), req)
+        items_of(EMB, req)
 
 
 def test_image_inputs() -> None:
     pixels = np.zeros((2, 3, 224, 224), dtype="<f4")
     req = parse(IMG, {"inputs": [{"name": "pixel_values", "shape": [2, 3, 224, 224], "datatype": "FP32",
                                   "parameters": {"binary_data_size": pixels.nbytes}}]}, pixels.tobytes())
-    rows = protocols.request_raws(task_for(IMG), req)
+    rows = items_of(IMG, req)
     assert len(rows) == 2 and rows[0].shape == (3, 224, 224)
     req = parse(IMG, {"inputs": [{"name": "pixel_values", "shape": [1, 3, 100, 100], "datatype": "FP32",
                                   "data": [0.0] * 30000}]})
     with pytest.raises(InvalidInput, match=r"\[3, 224, 224\]"):
-        protocols.request_raws(task_for(IMG), req)
+        items_of(IMG, req)
     req = parse(IMG, {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["aGVsbG8="]}]})
-    assert protocols.request_raws(task_for(IMG), req) == ["aGVsbG8="]  # base64 in JSON; the task decodes it
+    assert items_of(IMG, req) == ["aGVsbG8="]  # base64 in JSON; the task decodes it
     both = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["aGVsbG8="]},
                        {"name": "pixel_values", "shape": [1, 3, 224, 224], "datatype": "FP32",
                         "parameters": {"binary_data_size": pixels.nbytes // 2}}]}
     with pytest.raises(InvalidInput, match="exactly one"):
-        protocols.request_raws(task_for(IMG), parse(IMG, both, pixels.tobytes()[:pixels.nbytes // 2]))
+        items_of(IMG, parse(IMG, both, pixels.tobytes()[:pixels.nbytes // 2]))
 
 
 # -- responses -----------------------------------------------------------------------------------
@@ -259,17 +283,16 @@ def test_image_inputs() -> None:
 def _decode_with_tritonclient(head: dict[str, Any], blobs: list[bytes]) -> Any:
     if not blobs:
         return InferResult.from_response_body(orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY))
-    body, n = protocols.binary_body(head, blobs)
+    body, n = v2.binary_body(head, blobs)
     return InferResult.from_response_body(body, header_length=n)
 
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_responses_decode_with_tritonclient(binary: bool) -> None:
     probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]], dtype=np.float32)
-    tensors = {"probabilities": probs, "label": np.array(["b", "a"], dtype=object)}
-    req = protocols.InferRequest("abc", [], None, binary_output=binary)
-    head, blobs = protocols.infer_response("m", 3, req, tensors, protocols.signature(CLS))
-    assert head["model_version"] == "3" and head["id"] == "abc"
+    req = v2.InferRequest("abc", [], None, binary_output=binary)
+    head, blobs = v2.encode(result_of(CLS, [{"probabilities": p} for p in probs]), req)
+    assert head["model_version"] == "1" and head["id"] == "abc"
     assert bool(blobs) is binary
     result = _decode_with_tritonclient(head, blobs)
     assert np.array_equal(result.as_numpy("probabilities"), probs)
@@ -279,29 +302,27 @@ def test_responses_decode_with_tritonclient(binary: bool) -> None:
 
 def test_output_selection_and_per_output_binary_flag() -> None:
     probs = np.eye(3, dtype=np.float32)[:2]
-    tensors = {"probabilities": probs, "label": np.array(["a", "b"], dtype=object)}
-    req = protocols.InferRequest(None, [], [protocols.OutputRequest("label", binary=True)])
-    head, blobs = protocols.infer_response("m", 1, req, tensors, protocols.signature(CLS))
+    req = v2.InferRequest(None, [], [v2.OutputRequest("label", binary=True)])
+    head, blobs = v2.encode(result_of(CLS, [{"probabilities": p} for p in probs]), req)
     assert [o["name"] for o in head["outputs"]] == ["label"] and "id" not in head
     assert blobs == [struct.pack("<I", 1) + b"a" + struct.pack("<I", 1) + b"b"]
-    numeric = {"y": np.array([[1, 2], [3, 4]], dtype=np.int32)}
-    head, blobs = protocols.infer_response("m", 1, protocols.InferRequest(None, [], None), numeric,
-                                           protocols.signature(TENSOR))
+    numeric = np.array([[1, 2], [3, 4]], dtype=np.int32)
+    head, blobs = v2.encode(result_of(TENSOR, [{"y": row} for row in numeric]), v2.InferRequest(None, [], None))
     assert head["outputs"][0]["datatype"] == "INT32"
     assert orjson.loads(orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY))["outputs"][0]["data"] == [1, 2, 3, 4]
 
 
 def test_non_contiguous_outputs_are_encoded() -> None:
     arr = np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2]
-    assert np.array_equal(np.frombuffer(protocols.encode_binary(arr), dtype="<f8").reshape(3, 2), arr)
+    assert np.array_equal(np.frombuffer(tensors.encode_binary(arr), dtype="<f8").reshape(3, 2), arr)
 
 
 # -- OpenAI --------------------------------------------------------------------------------------
 
 def test_embeddings_request_parsing() -> None:
-    req = protocols.parse_embeddings_request({"model": "bert", "input": "hi"}, 2048)
+    req = embeddings.parse_request({"model": "bert", "input": "hi"}, 2048)
     assert req.texts == ["hi"] and req.encoding_format == "float" and req.dimensions is None
-    req = protocols.parse_embeddings_request(
+    req = embeddings.parse_request(
         {"model": "bert", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 8, "user": "u"}, 2048)
     assert req.encoding_format == "base64" and req.dimensions == 8
 
@@ -320,7 +341,7 @@ def test_embeddings_request_parsing() -> None:
 ])
 def test_bad_embeddings_requests_are_400(body: Any, error: str) -> None:
     with pytest.raises(BadRequest, match=error) as info:
-        protocols.parse_embeddings_request(body, 2048)
+        embeddings.parse_request(body, 2048)
     assert info.value.status_code == 400
 
 
@@ -328,21 +349,21 @@ def test_dimensions_truncate_then_renormalize() -> None:
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(3, 16)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    out = protocols.truncate_embeddings(emb, 4)
+    out = embeddings.truncate_embeddings(emb, 4)
     assert out.shape == (3, 4) and out.flags.c_contiguous
     assert np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-6)
     assert np.allclose(out, emb[:, :4] / np.linalg.norm(emb[:, :4], axis=1, keepdims=True))
-    assert protocols.truncate_embeddings(emb, None) is emb
-    assert np.array_equal(protocols.truncate_embeddings(emb, 4, normalize=False), emb[:, :4])
+    assert embeddings.truncate_embeddings(emb, None) is emb
+    assert np.array_equal(embeddings.truncate_embeddings(emb, 4, normalize=False), emb[:, :4])
     with pytest.raises(BadRequest, match="17"):
-        protocols.truncate_embeddings(emb, 17)
+        embeddings.truncate_embeddings(emb, 17)
 
 
 def test_embedding_objects_base64_is_little_endian_float32() -> None:
     emb = np.array([[0.5, -1.25, 3.0]], dtype=np.float32)
-    (b64,) = protocols.embedding_objects(emb, "base64")
+    (b64,) = embeddings.embedding_objects(emb, "base64")
     assert np.array_equal(np.frombuffer(base64.b64decode(b64["embedding"]), dtype="<f4"), emb[0])
-    (flt,) = protocols.embedding_objects(emb, "float")
+    (flt,) = embeddings.embedding_objects(emb, "float")
     assert orjson.loads(orjson.dumps(flt, option=orjson.OPT_SERIALIZE_NUMPY)) == {
         "object": "embedding", "index": 0, "embedding": [0.5, -1.25, 3.0]}
 
@@ -393,3 +414,92 @@ def test_tensor_model_over_v2(tmp_path: Path) -> None:
         wrong = client.post("/v2/models/summer/infer", json={"inputs": [
             {"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]})
         assert wrong.status_code == 422 and "expects FP32" in wrong.json()["error"]
+
+
+# -- issue 9: a zero and a huge dimension ----------------------------------------------------------
+
+@pytest.mark.parametrize(("entry", "name", "datatype", "shape"), [
+    (EMB, "text", "BYTES", [0, 4611686018427387904]),
+    (IMG, "pixel_values", "FP32", [0, 3, 2**62, 224]),
+    (TENSOR, "x", "FP32", [0, 2**62]),
+])
+def test_a_zero_dimension_does_not_let_a_huge_one_through(entry: ModelEntry, name: str, datatype: str,
+                                                          shape: list[int]) -> None:
+    with pytest.raises(PayloadTooLarge, match="accepts at most"):
+        parse(entry, {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": []}]})
+
+
+# -- the service's own API ---------------------------------------------------------------------------
+
+def test_native_requests_name_their_items() -> None:
+    req = native.parse_request({"model_type": "m", "data": {"texts": ["a", "b"], "top_k": 2}, "version": 1})
+    request, top_k = native.decode(req, spec_of(CLS))
+    assert list(request.items) == ["a", "b"] and top_k == 2 and request.label(1) == "data.texts[1]"
+    single, _ = native.decode(native.parse_request({"model_type": "m", "data": {"text": "a"}}), spec_of(CLS))
+    assert single.label(0) == "data.text" and native.decode(
+        native.parse_request({"model_type": "m", "data": {"text": "a"}}), spec_of(CLS))[1] == 3
+    image, k = native.decode(native.parse_request({"model_type": "m", "data": {"images": ["aGk="]}}), spec_of(IMG))
+    assert list(image.items) == ["aGk="] and k == 2
+
+
+@pytest.mark.parametrize(("doc", "error"), [
+    ([], "JSON object"),
+    ({"data": {}}, "model_type"),
+    ({"model_type": "m", "data": []}, "data must be a JSON object"),
+    ({"model_type": "m", "data": {}, "version": True}, "version"),
+])
+def test_bad_native_envelopes(doc: Any, error: str) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        native.parse_request(doc)
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    ({"text": "a", "texts": ["b"]}, "not both"),
+    ({"texts": "a"}, "must be a list"),
+    ({"images": ["x"]}, "must contain 'text' or 'texts'"),
+    ({"text": "a", "top_k": 4}, "top_k must be an integer from 1 to 3"),
+    ({"text": "a", "top_k": True}, "top_k"),
+])
+def test_bad_native_data(data: dict[str, Any], error: str) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        native.decode(native.parse_request({"model_type": "m", "data": data}), spec_of(CLS))
+
+
+def test_native_tensor_inputs_become_rows_lazily() -> None:
+    req = native.parse_request({"model_type": "m", "data": {"inputs": {"x": [[1, 2, 3, 4]] * 3,
+                                                                         "flag": [True, False, True]}}})
+    request, _ = native.decode(req, spec_of(TENSOR))
+    assert len(request.items) == 3 and request.items[1]["flag"].item() is False
+    task = task_for(TENSOR)
+    for i, row in enumerate(request.items):
+        task.check_item(row, request.label(i))
+    with pytest.raises(InvalidInput, match="unknown input"):
+        native.decode(native.parse_request({"model_type": "m", "data": {"inputs": {"z": [1]}}}), spec_of(TENSOR))
+    with pytest.raises(PayloadTooLarge, match="limit is 1000"):
+        native.decode(native.parse_request({"model_type": "m", "data": {"inputs": {"x": [[1.0] * 4] * 300,
+                                                                                   "flag": [True] * 300}}}),
+                      spec_of(TENSOR))
+
+
+def test_native_answers_by_kind() -> None:
+    probs = np.array([0.2, 0.5, 0.3], dtype=np.float32)
+    result = InferenceResult(spec_of(CLS), [ItemResult({"probabilities": probs}, {"tokens": 4, "truncated": True})],
+                             {"queue": 1.0, "inference": 2.0, "total": 3.0})
+    out = native.encode(result, 2)
+    assert out["version"] == "1" and out["timings_ms"]["total"] == 3.0
+    assert out["outputs"] == [{"label": "b", "score": pytest.approx(0.5), "tokens": 4, "truncated": True,
+                               "top_k": [{"label": "b", "score": pytest.approx(0.5)},
+                                         {"label": "c", "score": pytest.approx(0.3)}]}]
+    emb = InferenceResult(spec_of(EMB), [ItemResult({"embedding": probs}, {"tokens": 2, "truncated": False})])
+    assert native.encode(emb, 0)["outputs"][0].keys() == {"embedding", "tokens"}
+
+
+def test_embeddings_decode_needs_an_embedding_model() -> None:
+    req = embeddings.parse_request({"model": "m", "input": ["a"] * 300, "dimensions": 16}, 2048)
+    request = embeddings.decode(req, spec_of(EMB), 2048)
+    assert request.max_items == 2048 and request.label(3) == "input[3]"
+    with pytest.raises(BadRequest, match="text-classification model"):
+        embeddings.decode(req, spec_of(CLS), 2048)
+    with pytest.raises(BadRequest, match="'dimensions' is 400"):
+        embeddings.decode(embeddings.parse_request({"model": "m", "input": "a", "dimensions": 400}, 2048),
+                          spec_of(EMB), 2048)

@@ -12,16 +12,16 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ml_service.build.common import offline_env, up_to_date, write_stamp
+from ml_service.modelbuild.common import offline_env, up_to_date, write_stamp
 
 MODELS = ["text-embedding", "intent-classifier", "task-category", "item-classifier"]
 console = Console()
 
 
 def _fingerprints() -> dict[str, str]:
-    from ml_service.build.common import fingerprint
-    from ml_service.build.image import image_fingerprint
-    from ml_service.build.text import DATA_DIR, text_fingerprint
+    from ml_service.modelbuild.common import fingerprint
+    from ml_service.modelbuild.image import image_fingerprint
+    from ml_service.modelbuild.text import DATA_DIR, text_fingerprint
 
     data = (DATA_DIR / "task_category.csv").read_bytes()
     return {
@@ -42,9 +42,9 @@ def missing_models(out_dir: Path) -> list[str]:
 def build_all(out_dir: Path, only: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Build each model into `out_dir/<name>` atomically (a temp dir renamed into place)."""
     offline_env()
-    from ml_service.build.checks import dump
-    from ml_service.build.image import build_item_classifier
-    from ml_service.build.text import (
+    from ml_service.modelbuild.checks import dump
+    from ml_service.modelbuild.image import build_item_classifier
+    from ml_service.modelbuild.text import (
         EncoderArtifacts,
         build_intent_classifier,
         build_task_category,

@@ -1,0 +1,45 @@
+"""Routes of the OpenAI-compatible embeddings API: POST /v1/embeddings (and /embeddings), GET /v1/models."""
+
+from __future__ import annotations
+
+from ml_service.api import schemas as s
+from ml_service.api.http import Call, Reply, json_reply
+from ml_service.api.router import Route
+from ml_service.codecs import embeddings
+from ml_service.codecs.common import parse_json
+from ml_service.errors import ModelNotFound
+
+
+async def create(call: Call) -> Reply:
+    """Embeddings of a string or a list of strings; `float` or `base64` encoding; optional `dimensions`."""
+    most = call.settings.openai_max_inputs
+    req = embeddings.parse_request(parse_json(call.body), most)
+    request = embeddings.decode(req, call.service.spec(req.model), most)
+    return json_reply(embeddings.encode(await call.service.infer(request, call.ctx), req))
+
+
+async def list_models(call: Call) -> Reply:
+    """The embedding models, in OpenAI's list shape."""
+    return json_reply({"object": "list",
+                       "data": [embeddings.model_object(m) for m in call.service.specs() if m.embeds]})
+
+
+async def retrieve_model(call: Call) -> Reply:
+    """One embedding model by name or alias."""
+    spec = call.service.spec(call.params["model"])
+    if not spec.embeds:
+        raise ModelNotFound(f"model {call.params['model']!r} is not an embedding model served at /v1")
+    return json_reply(embeddings.model_object(spec))
+
+
+_ERRORS = (400, 401, 404, 413, 422, 503, 504)
+ROUTES = [
+    Route("POST", "/v1/embeddings", create, "openai", "openai_embeddings", body=s.EmbeddingsBody,
+          response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, tag="openai"),
+    Route("POST", "/embeddings", create, "openai", "openai_embeddings_unversioned", body=s.EmbeddingsBody,
+          response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, tag="openai"),
+    Route("GET", "/v1/models", list_models, "openai", "openai_models", response=s.OpenAIModelList, errors=(401,),
+          tag="openai"),
+    Route("GET", "/v1/models/{model}", retrieve_model, "openai", "openai_model", response=s.OpenAIModel,
+          errors=(401, 404), tag="openai"),
+]

@@ -1,0 +1,152 @@
+"""HTTP plumbing every route shares: the request as handlers see it, replies, the one body reader, the one
+bearer check, and the one error renderer (each protocol's error shape comes from its codec)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.types import Message, Receive
+
+from ml_service.codecs import embeddings, native, v2
+from ml_service.errors import ClientDisconnected, InvalidInput, MLServiceError, PayloadTooLarge, Unauthorized
+from ml_service.observe import LogThrottle, RequestContext
+from ml_service.settings import Settings
+
+if TYPE_CHECKING:
+    from ml_service.service import InferenceService
+
+log = logging.getLogger("ml_service.api")
+_throttled = LogThrottle(log)
+_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+JSON = b"application/json"
+ErrorShape = Callable[[int, str, str], dict[str, Any]]
+#: each protocol's error JSON, from its codec
+ERROR_SHAPES: dict[str, ErrorShape] = {"native": native.error_body, "v2": v2.error_body,
+                                       "openai": embeddings.error_body}
+
+
+def protocol_for_path(path: str) -> str:
+    """The protocol a path belongs to (for errors on paths no route matched)."""
+    if path.startswith("/v2"):
+        return "v2"
+    if path.startswith(("/v1", "/embeddings")):
+        return "openai"
+    return "native"
+
+
+@dataclass
+class Reply:
+    """A complete response."""
+
+    body: bytes
+    status: int = 200
+    media_type: bytes = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_reply(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    """Serialized with orjson; numpy arrays go out without per-float Python work."""
+    return Reply(orjson.dumps(content, option=_JSON_OPTS), status, JSON, headers or {})
+
+
+def error_reply(protocol: str, exc: MLServiceError) -> Reply:
+    """The one place an error becomes a response: the protocol's shape, the error's status and headers."""
+    if exc.status_code >= 500:  # a flood of 503s must not flood the log
+        _throttled.warning(exc.code, "request failed: %d %s: %s", exc.status_code, exc.code, exc.message)
+    shape = ERROR_SHAPES.get(protocol, native.error_body)
+    return json_reply(shape(exc.status_code, exc.code, exc.message), exc.status_code, exc.headers)
+
+
+def internal_error_reply(protocol: str) -> Reply:
+    """A 500 that says nothing of the cause (the log has it)."""
+    shape = ERROR_SHAPES.get(protocol, native.error_body)
+    return json_reply(shape(500, "internal_error", "internal error; see the service log"), 500)
+
+
+@dataclass(slots=True)
+class Call:
+    """One request as a route handler sees it: path parameters, query, headers, the body (already read, within
+    the limit), its context, and the service."""
+
+    params: dict[str, str]
+    query_string: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    ctx: RequestContext
+    service: InferenceService
+    settings: Settings
+
+    def header(self, name: bytes) -> str | None:
+        """A request header by its lower-case name."""
+        return next((v.decode("latin-1") for k, v in self.headers if k == name), None)
+
+    def query(self, name: str) -> str | None:
+        values = parse_qs(self.query_string.decode("latin-1")).get(name)
+        return values[-1] if values else None
+
+    def version_query(self) -> int | None:
+        """`?version=N` (a positive integer) or None."""
+        value = self.query("version")
+        if value is None:
+            return None
+        if not value.isdigit() or int(value) < 1:
+            raise InvalidInput(f"version must be a positive integer, got {value!r}")
+        return int(value)
+
+
+class Auth:
+    """Bearer-token auth, on whenever ML_SERVICE_SECRET is set; constant-time against every key."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = [k.encode() for k in keys]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def check(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        """The caller's key id ("key-1", ...) or Unauthorized; None when auth is off."""
+        if not self._keys:
+            return None
+        value = next((v for k, v in headers if k == b"authorization"), b"")
+        scheme, _, token = value.partition(b" ")
+        token = token.strip()
+        match = 0
+        for i, key in enumerate(self._keys, 1):  # no early exit: the time says nothing about which key
+            if hmac.compare_digest(token, key):
+                match = i
+        if scheme.lower() != b"bearer" or not token or not match:
+            raise Unauthorized()
+        return f"key-{match}"
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than {limit} bytes (ML_SERVICE_MAX_BODY_BYTES)")
+
+
+async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
+    """The whole body, refused with 413 when its Content-Length or its bytes go over `limit`."""
+    for k, v in headers:
+        if k == b"content-length":
+            if v.isdigit() and int(v) > limit:
+                raise too_large(limit)
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

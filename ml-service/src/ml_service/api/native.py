@@ -1,0 +1,69 @@
+"""Routes of the service's own API: POST /inference, health, /models and explicit load/unload."""
+
+from __future__ import annotations
+
+from ml_service.api import schemas as s
+from ml_service.api.http import Call, Reply, json_reply
+from ml_service.api.router import Query, Route
+from ml_service.codecs import native
+from ml_service.codecs.common import parse_json
+
+_VERSION = Query("version", "one version (default: every served/loaded version)", {"type": "integer", "minimum": 1})
+
+
+async def inference(call: Call) -> Reply:
+    """Run a model: one output per input (embeddings, labels with top-k, or tensors), plus timings."""
+    req = native.parse_request(parse_json(call.body))
+    spec = call.service.spec(req.model, req.version)
+    request, top_k = native.decode(req, spec)
+    return json_reply(native.encode(await call.service.infer(request, call.ctx), top_k))
+
+
+async def health(call: Call) -> Reply:
+    """Overall status (`degraded` when a model or the preload failed) and each model's state."""
+    return json_reply(call.service.health())
+
+
+async def live(call: Call) -> Reply:
+    """200 while the process runs."""
+    return json_reply({"status": "alive"})
+
+
+async def ready(call: Call) -> Reply:
+    """200 once every preloaded model is loaded, else 503."""
+    ok = call.service.ready
+    return json_reply({"ready": ok}, 200 if ok else 503)
+
+
+async def models(call: Call) -> Reply:
+    """Every model in the repository with versions, state, memory, errors and model cards."""
+    return json_reply({"models": call.service.models()})
+
+
+async def load(call: Call) -> Reply:
+    """Load a model (its served versions, or one `?version=`), re-reading the repository first; retries a
+    failed load."""
+    name, versions = await call.service.load(call.params["name"], call.version_query(), rescan=True)
+    return json_reply({"model": name, "loaded_versions": [str(v) for v in versions]})
+
+
+async def unload(call: Call) -> Reply:
+    """Unload a model (every loaded version, or one `?version=`) once its requests finish."""
+    name, done = await call.service.unload(call.params["name"], call.version_query())
+    return json_reply({"model": name, "unloaded_versions": [str(v) for v in done]})
+
+
+ROUTES = [
+    Route("POST", "/inference", inference, "native", "inference", body=s.InferenceBody,
+          response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True,
+          tag="inference"),
+    Route("GET", "/health", health, "native", "health", auth=False, response=s.Health, tag="health"),
+    Route("GET", "/health/live", live, "native", "health_live", auth=False, response=s.Live, tag="health"),
+    Route("GET", "/health/ready", ready, "native", "health_ready", auth=False, response=s.Ready, errors=(503,),
+          tag="health"),
+    Route("GET", "/models", models, "native", "models", response=s.ModelList, errors=(401,), tag="models"),
+    Route("POST", "/models/{name}/load", load, "native", "load_model", body_required=False, response=s.Loaded,
+          errors=(401, 404, 422, 503), query=(_VERSION,), tag="models"),
+    Route("POST", "/models/{name}/unload", unload, "native", "unload_model", body_required=False,
+          response=s.Unloaded, errors=(401, 404, 422), query=(_VERSION,), tag="models"),
+]

@@ -1,0 +1,77 @@
+"""/openapi.json from the route table: every route, its parameters, request body, answer and error shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from ml_service import __version__
+from ml_service.api import schemas as s
+from ml_service.api.router import Route
+
+_ERROR_MODELS: dict[str, type[BaseModel]] = {"native": s.NativeError, "v2": s.V2Error, "openai": s.OpenAIError}
+_REF = "#/components/schemas/{model}"
+_STATUS_TEXT = {400: "Bad request (not JSON, wrong framing)", 401: "Missing or invalid bearer token",
+                404: "Unknown model or version", 405: "Method not allowed", 413: "Over a size limit",
+                422: "Invalid input", 503: "Model unavailable or queue full (see Retry-After)",
+                504: "Deadline exceeded"}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    doc = (route.handler.__doc__ or "").strip()
+    op: dict[str, Any] = {"operationId": route.name, "summary": doc.split("\n")[0], "description": doc,
+                          "tags": [route.tag or route.protocol]}
+    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in route.params]
+    params += [{"name": q.name, "in": "query", "required": False, "description": q.description, "schema": q.schema}
+               for q in route.query]
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        content: dict[str, Any] = {"application/json": {"schema": _ref(route.body)}}
+        if route.binary_body:
+            content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}, "description": (
+                "the JSON request, then the binary tensor data; `Inference-Header-Content-Length` gives the JSON's "
+                "length")}
+        op["requestBody"] = {"required": route.body_required, "content": content}
+    ok: dict[str, Any] = {"description": "OK"}
+    if route.response is not None:
+        ok["content"] = {"application/json": {"schema": _ref(route.response)}}
+        if route.binary_body:
+            ok["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    responses: dict[str, Any] = {"200": ok}
+    error = {"application/json": {"schema": _ref(_ERROR_MODELS[route.protocol])}}
+    for status in sorted(set(route.errors) | {500}):
+        responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Internal error"), "content": error}
+    if route.auth:
+        op["security"] = [{"bearer": []}]
+    op["responses"] = responses
+    return op
+
+
+def build_openapi(routes: Sequence[Route], auth: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the route table."""
+    models = {m for r in routes for m in (r.body, r.response) if m is not None} | set(_ERROR_MODELS.values())
+    _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+                                 ref_template=_REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "ml-service", "version": __version__,
+                 "description": "Self-hosted inference: the service's own API, the Open Inference Protocol (KServe "
+                                "V2) and OpenAI embeddings over one data plane."},
+        "paths": paths,
+        "components": {"schemas": defs.get("$defs", {}),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+    if not auth:
+        doc["info"]["description"] += " Auth is off on this server (no ML_SERVICE_SECRET)."
+    return doc

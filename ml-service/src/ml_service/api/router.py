@@ -1,0 +1,195 @@
+"""The one HTTP stack: a route table served straight from ASGI (FastAPI's routing and middleware cost more CPU
+than the model at our rates) and documented from the same table in /openapi.json.
+
+Every route goes through the same steps: match, context, auth, hooks, body (one reader, one limit), handler,
+error rendering, send. Requests no route matches pass to FastAPI (`/docs`, `/openapi.json`, 404s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ml_service.api.http import (
+    Auth,
+    Call,
+    Reply,
+    error_reply,
+    internal_error_reply,
+    protocol_for_path,
+    read_body,
+)
+from ml_service.errors import ClientDisconnected, MethodNotAllowed, MLServiceError
+from ml_service.observe import Observers, RequestContext
+from ml_service.service import InferenceService
+from ml_service.settings import Settings
+
+log = logging.getLogger("ml_service.api")
+Handler = Callable[[Call], Awaitable[Reply]]
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A documented query parameter."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route: how it is served, and how it is documented."""
+
+    method: str
+    path: str  # "/v2/models/{model}/infer"
+    handler: Handler
+    protocol: str  # its error shape and its label in the request context: native | v2 | openai
+    name: str
+    auth: bool = True
+    body: type[BaseModel] | None = None  # the JSON request body
+    body_required: bool = True
+    binary_body: bool = False  # also takes application/octet-stream (V2 binary tensor data)
+    response: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    query: tuple[Query, ...] = ()
+    watch_disconnect: bool = False  # inference: a client that leaves cancels its work
+    tag: str = ""
+
+    @property
+    def params(self) -> list[str]:
+        return _PARAM.findall(self.path)
+
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + _PARAM.sub(r"(?P<\1>[^/]+)", re.escape(self.path).replace(r"\{", "{")
+                                                   .replace(r"\}", "}")) + "$")
+
+
+async def _wait_disconnect(receive: Receive) -> bool:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return True
+
+
+class Router:
+    """ASGI app serving the route table; everything else goes to `fallback` (FastAPI)."""
+
+    def __init__(self, routes: Sequence[Route], fallback: ASGIApp, service: InferenceService, settings: Settings,
+                 observers: Observers) -> None:
+        self.routes = list(routes)
+        self.fallback = fallback
+        self.service = service
+        self.settings = settings
+        self.observers = observers
+        self.auth = Auth(settings.api_keys)
+        self.limit = settings.max_body_bytes
+        self._static: dict[tuple[str, str], Route] = {}
+        self._dynamic: list[tuple[re.Pattern[str], Route]] = []
+        for r in self.routes:
+            if r.params:
+                self._dynamic.append((r.pattern(), r))
+            else:
+                self._static[(r.method, r.path)] = r
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
+        """The route for a request, its path parameters, and the methods the path allows (for a 405)."""
+        route = self._static.get((method, path))
+        if route is not None:
+            return route, {}, []
+        allowed = [m for (m, p) in self._static if p == path]
+        for pattern, r in self._dynamic:
+            found = pattern.match(path)
+            if found:
+                if r.method == method:
+                    return r, found.groupdict(), []
+                allowed.append(r.method)
+        return None, {}, allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.fallback(scope, receive, send)
+            return
+        route, params, allowed = self.match(scope["method"], scope["path"])
+        if route is None:
+            if allowed:
+                exc = MethodNotAllowed(f"method {scope['method']} is not allowed here", sorted(set(allowed)))
+                await _send(send, error_reply(protocol_for_path(scope["path"]), exc))
+                return
+            await self.fallback(scope, receive, send)
+            return
+        await self._serve(route, params, scope, receive, send)
+
+    async def _serve(self, route: Route, params: dict[str, str], scope: Scope, receive: Receive,
+                     send: Send) -> None:
+        ctx = RequestContext(route.protocol, route.name)
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        try:
+            try:
+                if route.auth:
+                    ctx.caller = self.auth.check(headers)
+                self.observers.start(ctx)
+                body = await read_body(headers, receive, self.limit) if route.method == "POST" else b""
+                call = Call(params, scope["query_string"], headers, body, ctx, self.service, self.settings)
+                if route.watch_disconnect:
+                    reply = await _cancel_on_disconnect(route.handler(call), receive)
+                else:
+                    reply = await route.handler(call)
+            except MLServiceError as exc:
+                ctx.error = exc.code
+                reply = error_reply(route.protocol, exc)
+            except ClientDisconnected:
+                ctx.status, ctx.error = 499, "client_disconnected"
+                return
+            except Exception:
+                log.exception("unhandled error on %s %s", route.method, scope["path"])
+                ctx.error = "internal_error"
+                reply = internal_error_reply(route.protocol)
+            ctx.status = reply.status
+            if not await _send(send, reply):
+                ctx.status, ctx.error = 499, "client_disconnected"
+        finally:
+            self.observers.end(ctx)
+
+
+async def _cancel_on_disconnect(work: Awaitable[Reply], receive: Receive) -> Reply:
+    """Run the handler; if the client disconnects meanwhile, cancel it (its queued items are dropped
+    uncomputed) and raise ClientDisconnected."""
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watcher.add_done_callback(lambda w: task.cancel() if not w.cancelled() and w.exception() is None else None)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            task.uncancel()
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        if not watcher.done():
+            watcher.cancel()
+
+
+async def _send(send: Send, reply: Reply) -> bool:
+    """Send a reply; False when the client has already gone (its connection is closed)."""
+    headers = [(b"content-type", reply.media_type), (b"content-length", str(len(reply.body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    try:
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+    except (OSError, RuntimeError) as exc:  # e.g. "unable to perform operation on a closed transport"
+        log.debug("the client left before its answer was sent: %s", exc)
+        return False
+    return True
+
+
+__all__ = ["Handler", "Query", "Route", "Router"]

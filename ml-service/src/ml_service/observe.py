@@ -1,0 +1,87 @@
+"""The one place every request passes: its context, and the hooks (metrics, rate limits, request logs) that
+see it once for every protocol. Also a throttle for log lines that a flood of requests would repeat."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One request as the hooks see it: opened by the HTTP layer (or the CLI), filled in by the data plane."""
+
+    protocol: str  # native | v2 | openai | health | admin | cli
+    route: str  # the route's name
+    caller: str | None = None  # which key authenticated it ("key-1", ...); never the token itself
+    started: float = field(default_factory=time.perf_counter)
+    model: str | None = None
+    version: int | None = None
+    items: int = 0
+    status: int = 0
+    error: str | None = None  # the error code when it failed
+    timings_ms: dict[str, float] | None = None
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class RequestHook(Protocol):
+    """What a cross-cutting concern implements to see every request."""
+
+    def on_start(self, ctx: RequestContext) -> None:
+        """Before the route runs (after auth); raise an MLServiceError to refuse the request."""
+
+    def on_end(self, ctx: RequestContext) -> None:
+        """After the answer is sent (or the client left), with the status and timings filled in."""
+
+
+class Observers:
+    """The hooks of one app; with none, a request pays two empty loops."""
+
+    def __init__(self, hooks: tuple[RequestHook, ...] = ()) -> None:
+        self.hooks = hooks
+
+    def add(self, hook: RequestHook) -> None:
+        self.hooks = (*self.hooks, hook)
+
+    def start(self, ctx: RequestContext) -> None:
+        for hook in self.hooks:
+            hook.on_start(ctx)
+
+    def end(self, ctx: RequestContext) -> None:
+        for hook in self.hooks:
+            try:
+                hook.on_end(ctx)
+            except Exception:  # an observer must never break a request
+                log.exception("request hook %r failed", hook)
+
+
+class LogThrottle:
+    """Logs the first line of a kind, then at most one line per `interval_s` saying how many were left out."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warning(self, kind: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.interval_s:
+                self._skipped[kind] = self._skipped.get(kind, 0) + 1
+                return
+            skipped = self._skipped.pop(kind, 0)
+            self._last[kind] = now
+        if skipped:
+            msg += f" (and {skipped} more like it in the last {self.interval_s:g} s)"
+        self.logger.warning(msg, *args)
