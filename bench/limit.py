@@ -74,7 +74,7 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
     for bs in BATCHES:
         order = texts
         if sort:  # the best case, as in peerbench: the whole corpus sorted by token count, then batched
-            lengths = task.count_tokens(texts)  # type: ignore[attr-defined]
+            lengths = [p.cost for p in task.preprocess(texts)]  # type: ignore[union-attr]
             order = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda p: p[0])]
         batches = [order[k:k + bs] for k in range(0, len(order), bs)]  # the texts of each batch
         first = task.preprocess(batches[0])

@@ -55,12 +55,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def systems(model_dir: Path, port: int) -> dict[str, System]:
+WORKTREES = HERE / ".worktrees"
+
+
+def at_revision(rev: str, model_dir: Path, port: int) -> System:
+    """ml-service as of a git revision (an A/B run: `--systems ml-service,ml-service@HEAD~1`), run from a
+    worktree of that revision with this venv's packages."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    tree = WORKTREES / sha
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), sha], check=True,
+                       capture_output=True)
+    cmd = (f"PYTHONPATH={tree / 'ml-service' / 'src'} exec {sys.executable} -m ml_service.cli serve "
+           f"--host 127.0.0.1 --port {port} --preload '*'")
+    return System(f"ml-service@{rev}", cmd, "/inference", "seed", "bert", image=True,
+                  env={"MODEL_CACHE_DIR": str(model_dir), "ML_SERVICE_LOG_LEVEL": "warning"})
+
+
+def systems(model_dir: Path, port: int, names: list[str] | None = None) -> dict[str, System]:
     py = sys.executable
     exe = Path(py).with_name("ml-service")
     peers = VENVS / "peers" / "bin"
     inf = VENVS / "infinity" / "bin"
-    return {
+    revisions = {n: at_revision(n.split("@", 1)[1], model_dir, port) for n in names or [] if "@" in n}
+    return revisions | {
         "ml-service": System("ml-service", f"exec {exe} serve --host 127.0.0.1 --port {port} --preload '*'",
                              "/inference", "seed", "bert", image=True,
                              env={"MODEL_CACHE_DIR": str(model_dir), "ML_SERVICE_LOG_LEVEL": "warning"}),
@@ -300,7 +319,7 @@ def main() -> None:
     console = Console()
     console.print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0)")
     names = args.systems.split(",")
-    table = {n: s for n, s in systems(args.model_dir, 0).items()}
+    table = {n: s for n, s in systems(args.model_dir, 0, names).items()}
     unknown = set(names) - set(table)
     if unknown:
         raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {sorted(table)}")
@@ -316,7 +335,7 @@ def main() -> None:
             order = names if r % 2 == 0 else list(reversed(names))
             for n in order:
                 port = free_port()
-                sysm = systems(args.model_dir, port)[n]
+                sysm = systems(args.model_dir, port, names)[n]
                 res = run_system(sysm, port, args, lambda d: progress.update(bar, description=d))
                 res["round"] = r
                 results[n].append(res)

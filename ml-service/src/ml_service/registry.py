@@ -34,7 +34,7 @@ from ml_service.memory import rss_bytes, trim_heap
 from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
 from ml_service.settings import Settings
-from ml_service.tasks import Classifier, ModelTask, PostStep, create_task
+from ml_service.tasks import TASKS, Classifier, ModelTask, PostStep, create_task
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,10 @@ _LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS growth is th
 RETRY_AFTER_S = 1
 
 
-def estimate_bytes(version: ModelVersion) -> int:
-    """Memory a model will take before it has been measured: its files, plus room for the runtime's buffers."""
-    return int(version.size_bytes * 1.3) + 16 * 1024 * 1024
+def estimate_bytes(version: ModelVersion, working_set: int = 0) -> int:
+    """Memory a model will take before it has been measured: its files, room for the runtime's buffers, and the
+    working set its task expects for the batches in flight."""
+    return int(version.size_bytes * 1.3) + 16 * 1024 * 1024 + working_set
 
 
 @dataclass
@@ -180,7 +181,7 @@ class ModelRegistry:
             if slot.state == "failed" and not retry_failed:
                 raise ModelUnavailable(f"model '{entry.name}' version {mv.number} failed to load: {slot.error}; "
                                        "load it again once it is fixed")
-            need = slot.measured_bytes or estimate_bytes(mv)
+            need = slot.measured_bytes or self.estimate(entry, mv)
             slot.state, slot.error = "loading", None
             try:
                 await self._make_room(need, key, deadline)
@@ -202,9 +203,18 @@ class ModelRegistry:
             finally:
                 self._reserved.pop(key, None)
                 self._memory_changed()
+            slot.measured_bytes = model.memory_bytes
+            if model.memory_bytes > self.budget_bytes:  # now we know: it can never fit
+                model.runtime.unload()
+                slot.state = "failed"
+                slot.error = (f"needs {model.memory_bytes // 2**20} MB (measured), more than the whole memory "
+                              f"budget of {self.budget_bytes // 2**20} MB; raise ML_SERVICE_MEMORY_BUDGET_MB")
+                await asyncio.to_thread(trim_heap)
+                raise ModelUnavailable(f"model '{entry.name}' version {mv.number} {slot.error}")
             if model.batcher is not None:
                 model.batcher.start()
-            slot.model, slot.state, slot.measured_bytes = model, "ready", model.memory_bytes
+            slot.model, slot.state = model, "ready"
+            await self._settle_budget(key)
             log.info("model %s version %d ready (%.0f MB)", entry.name, mv.number, model.memory_bytes / 2**20)
             return model
 
@@ -254,6 +264,26 @@ class ModelRegistry:
         model.runtime.unload()
 
     # -- memory ------------------------------------------------------------------------------------
+    def estimate(self, entry: ModelEntry, mv: ModelVersion) -> int:
+        """What a version is expected to cost before it has been measured."""
+        assert entry.manifest is not None
+        manifest = entry.manifest.for_version(mv.number)
+        workers = 1 if manifest.encoder else self.settings.workers()
+        return estimate_bytes(mv, workers * TASKS[manifest.task].working_set_bytes(manifest))
+
+    async def _settle_budget(self, loaded: Key) -> None:
+        """After a load measured more than its estimate: evict idle models until the budget holds again."""
+        victims, _ = self._evictable(loaded)
+        for victim in victims:
+            if self.used_bytes() <= self.budget_bytes:
+                return
+            log.info("evicting model %s version %d (the last load cost more than estimated)", victim.name,
+                     victim.version)
+            await self._unload_slot((victim.name, victim.version), evicted=True)
+        if self.used_bytes() > self.budget_bytes:
+            log.warning("loaded models hold %d MB, over the budget of %d MB, until some are idle",
+                        self.used_bytes() // 2**20, self.budget_bytes // 2**20)
+
     def _memory_changed(self) -> None:
         waiters, self._memory_waiters = self._memory_waiters, []
         for w in waiters:

@@ -14,7 +14,7 @@ from typing import Any
 from ml_service.dataplane import InferenceRequest, InferenceResult, ItemResult, ModelSpec
 from ml_service.errors import DeadlineExceeded, ModelUnavailable
 from ml_service.observe import RequestContext
-from ml_service.registry import Lease, ModelRegistry, estimate_bytes
+from ml_service.registry import Lease, ModelRegistry
 from ml_service.repository import ModelEntry, ModelRepository
 from ml_service.settings import Settings
 from ml_service.tasks import task_signature
@@ -143,14 +143,16 @@ class InferenceService:
             for start in range(0, len(items), chunk):
                 in_flight.append(submit(items[start:start + chunk]))
                 if len(in_flight) == _CHUNKS_IN_FLIGHT:
-                    results.extend(await asyncio.gather(*in_flight.popleft()))
+                    results.extend(await _all(in_flight.popleft(), None))
             while in_flight:
-                results.extend(await asyncio.gather(*in_flight.popleft()))
+                results.extend(await _all(in_flight.popleft(), None))
             return results
 
         try:
+            if len(items) == 1:
+                return [await asyncio.wait_for(submit(items)[0], timeout)]
             if len(items) <= chunk:
-                return list(await asyncio.wait_for(asyncio.gather(*submit(items)), timeout))
+                return await _all(submit(items), timeout)
             return await asyncio.wait_for(chunked(), timeout)
         except TimeoutError:
             raise DeadlineExceeded(f"inference took longer than {timeout:g} s; retry later") from None
@@ -220,10 +222,11 @@ class InferenceService:
                     "state": state,
                     "error": error or mv.error,
                     "memory_mb": round(loaded.memory_bytes / 2**20, 1) if loaded else None,
-                    "estimated_memory_mb": round(estimate_bytes(mv) / 2**20, 1),
+                    "estimated_memory_mb": round(self.registry.estimate(entry, mv) / 2**20, 1),
                     "device": loaded.runtime.device if loaded else None,
                     "encoder": f"{loaded.encoder[0]}:{loaded.encoder[1]}" if loaded and loaded.encoder else None,
                     "batches": stats.batches if stats else None,
+                    "items": stats.items if stats else None,
                     "mean_batch_size": stats.mean_recent_size() if stats else None,
                     "cancelled_items": stats.cancelled if stats else None,
                     "expired_items": stats.expired if stats else None,
@@ -261,6 +264,19 @@ class InferenceService:
         if self.preload_errors:
             out["preload_errors"] = dict(self.preload_errors)
         return out
+
+
+async def _all(futures: list[asyncio.Future[ItemResult]], timeout: float | None) -> list[ItemResult]:
+    """Every item's result in order; the first failure (in item order) as soon as there is one. Unlike
+    gather, being cancelled leaves no future with an exception nobody retrieved."""
+    done, pending = await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
+    errors = [f.exception() for f in futures if f in done and not f.cancelled()]  # every one retrieved
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    if pending:
+        raise TimeoutError
+    return [f.result() for f in futures]
 
 
 def _overall(states: list[str]) -> str:

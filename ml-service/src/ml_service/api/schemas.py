@@ -124,6 +124,7 @@ class VersionInfo(BaseModel):
     device: str | None
     encoder: str | None = Field(description="for a head: the encoder it runs on (name:version)")
     batches: int | None
+    items: int | None = Field(description="items computed")
     mean_batch_size: float | None
     cancelled_items: int | None = Field(description="items dropped uncomputed because their client left")
     expired_items: int | None = Field(description="items dropped uncomputed past their deadline")

@@ -64,6 +64,12 @@ class ModelTask(ABC):
     def signature(cls, manifest: Manifest, labels: Sequence[str]) -> Signature:
         """The inputs, outputs and answer kind this task gives a model (known without loading it)."""
 
+    @classmethod
+    def working_set_bytes(cls, manifest: Manifest) -> int:
+        """Memory one compute worker's batch is expected to need beyond the weights (an estimate used until the
+        model has been loaded and measured once)."""
+        return 0
+
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load what preprocessing needs (tokenizer)."""
 

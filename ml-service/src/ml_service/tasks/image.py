@@ -62,6 +62,12 @@ class ImageClassificationTask(Classifier):
                        min(lim.max_items * 3 * s * s, lim.max_tensor_elements))),
             classifier_outputs(labels), "classification")
 
+    @classmethod
+    def working_set_bytes(cls, manifest: Manifest) -> int:
+        # a CNN's activations at 224 px are ~16x its float32 input (EfficientNet-Lite0: ~9.5 MB an image)
+        s = manifest.preprocessing.image_size
+        return manifest.batching.max_batch_size * 3 * s * s * 4 * 16
+
     def warmup_items(self) -> list[Any]:
         size = self.manifest.preprocessing.image_size
         return [np.zeros((3, size, size), dtype=np.float32)] * self.manifest.batching.max_batch_size
