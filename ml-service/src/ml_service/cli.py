@@ -99,9 +99,10 @@ def models_validate(
                     problems.append(f"version {v} does not load: {_describe(exc)}")
         if problems:
             bad += 1
-            console.print(f"[red]invalid[/red] {name}: " + "; ".join(problems))
+            console.print(f"[red]invalid[/red] {name}: " + "; ".join(problems), soft_wrap=True)
         else:
-            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, served {e.served_versions}")
+            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, served {e.served_versions}",
+                          soft_wrap=True)
     raise typer.Exit(1 if bad else 0)
 
 

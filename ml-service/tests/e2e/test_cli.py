@@ -58,3 +58,34 @@ def test_models_list_and_validate(real_models: Path, tmp_path: Path) -> None:
     (bad / "model.toml").write_text('task = "embedding"\n')  # a text task without a tokenizer
     r = run("models", "validate", str(bad))
     assert r.returncode == 1 and "tokenizer" in r.stdout
+
+
+def test_validate_loads_what_it_checks(real_models: Path, tmp_path: Path) -> None:
+    """Issue 9: a text file named model.onnx and a labels file that does not match the outputs are caught by
+    `models validate` as they are by the server, and so is an alias another model holds."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "text-embedding").symlink_to(real_models / "text-embedding")  # the heads' encoder
+    shutil.copytree(real_models / "task-category", repo / "task-category")
+    shutil.copytree(real_models / "task-category", repo / "not-onnx")
+    (repo / "not-onnx" / "1" / "model.onnx").write_text("this is not a model\n")
+    shutil.copytree(real_models / "task-category", repo / "wrong-labels")
+    (repo / "wrong-labels" / "labels.txt").write_text("a\nb\nc\n")
+    for name in ("not-onnx", "wrong-labels"):  # their own aliases, so only the intended problem shows
+        toml = repo / name / "model.toml"
+        toml.write_text(toml.read_text().replace('aliases = ["task", "categorizer", "recommendation"]',
+                                                 f'aliases = ["{name}-alias"]'))
+    r = run("models", "validate", str(repo))
+    assert r.returncode == 1
+    lines = {line.split()[1].rstrip(":"): line for line in r.stdout.splitlines() if len(line.split()) > 1}
+    assert lines["task-category"].startswith("ok")
+    assert "version 1 does not load" in lines["not-onnx"]
+    assert "12 classes but the labels file has 3" in lines["wrong-labels"]
+    assert run("models", "validate", str(repo / "task-category")).returncode == 0
+    assert run("models", "validate", str(repo / "not-onnx")).returncode == 1
+    shutil.copytree(real_models / "task-category", repo / "copycat")  # claims 'task' too, with a newer model.toml
+    (repo / "copycat" / "model.toml").touch()
+    r = run("models", "validate", str(repo / "copycat"))
+    assert r.returncode == 1 and "alias 'task' is already claimed by model 'task-category'" in r.stdout

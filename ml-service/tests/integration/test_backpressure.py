@@ -40,3 +40,43 @@ def test_a_request_over_its_timeout_is_504(tmp_path, make_model, fake_manifest, 
         wait_ready(client)
         r = client.post("/inference", json={"model_type": "slow", "data": {"inputs": ROW}})
         assert_error(r, 504, "deadline_exceeded")
+
+
+def test_a_flood_of_refusals_does_not_flood_the_log(tmp_path, make_model, fake_manifest, app_client, caplog,
+                                                   monkeypatch):
+    """Issue 9: every queue-full 503 used to log a WARNING; now the first does and the rest are counted."""
+    import logging
+
+    from ml_service.api import http
+    from ml_service.observe import LogThrottle
+
+    monkeypatch.setattr(http, "_throttled", LogThrottle(http.log))  # fresh: no line from an earlier test
+
+    make_model(tmp_path, "slow", {**fake_manifest(delay_ms=500), "batching": {"max_queue_size": 1}})
+    with app_client(tmp_path, preload="slow") as client:
+        wait_ready(client)
+        t = threading.Thread(target=client.post, args=("/inference",),
+                             kwargs={"json": {"model_type": "slow", "data": {"inputs": ROW}}})
+        t.start()
+        time.sleep(0.2)
+        with caplog.at_level(logging.WARNING, logger="ml_service.api"):
+            codes = [client.post("/inference", json={"model_type": "slow", "data": {"inputs": ROW}}).status_code
+                     for _ in range(40)]
+        t.join(30)
+    assert codes.count(503) == 40
+    lines = [r for r in caplog.records if "queue_full" in r.getMessage()]
+    assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]
+
+
+def test_every_503_says_when_to_retry(tmp_path, make_model, fake_manifest, app_client):
+    """Issue 9: failed, over-budget and unloading models answer 503 with Retry-After, as a full queue does."""
+    make_model(tmp_path, "broken", fake_manifest(fail_load="corrupted"))
+    mdir = make_model(tmp_path, "big", fake_manifest())
+    with open(mdir / "1" / "weights.bin", "wb") as f:
+        f.truncate(50 * 1024 * 1024)
+    with app_client(tmp_path, memory_budget_mb=20) as client:
+        wait_ready(client)
+        for model in ("broken", "big"):
+            r = client.post("/inference", json={"model_type": model, "data": {"inputs": ROW}})
+            assert_error(r, 503, "model_unavailable")
+            assert r.headers["retry-after"] == "1"

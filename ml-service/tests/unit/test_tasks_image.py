@@ -195,3 +195,59 @@ def test_only_jpeg_png_webp_are_decoded(make_task, make_image, fmt):
     task = make_task(_manifest(), labels=LABELS)
     (out,) = task.preprocess([make_image(fmt, (40, 40))])
     assert isinstance(out, InvalidInput) and "JPEG, PNG or WebP" in out.message
+
+
+# -- issue 9: bit depth, orientation, bombs, NaN, the per-request pixel budget ------------------------
+
+def test_16_bit_grayscale_keeps_its_brightness(make_task):
+    task = make_task(_manifest(), labels=LABELS)
+    for level in (0, 0x4000, 0x8000, 0xFFFF):  # 16-bit mid-grey must not become white
+        buf = io.BytesIO()
+        Image.fromarray(np.full((40, 40), level, dtype=np.uint16)).save(buf, format="PNG")
+        assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+        (p,) = task.preprocess([buf.getvalue()])
+        np.testing.assert_allclose(p.features, round(level / 257), atol=1)
+
+
+def test_exif_orientation_is_applied(make_task):
+    task = make_task(_manifest(image_size=30, resize=30), labels=LABELS)
+    upright = Image.open(io.BytesIO(_stripes((30, 60)))).convert("RGB")  # stripes left to right
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a phone held sideways writes: 60 x 30 ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... with "rotate 90 degrees clockwise to display"
+    buf = io.BytesIO()
+    stored.save(buf, format="PNG", exif=exif.tobytes())
+    (rotated,) = task.preprocess([buf.getvalue()])
+    buf = io.BytesIO()
+    upright.save(buf, format="PNG")
+    (plain,) = task.preprocess([buf.getvalue()])
+    np.testing.assert_allclose(rotated.features, plain.features)
+
+
+def test_a_decompression_bomb_is_413_and_says_why(make_task):
+    task = make_task(_manifest(), labels=LABELS)
+    buf = io.BytesIO()
+    Image.new("1", (20_000, 10_000)).save(buf, format="PNG")  # 200 MP in a few kB
+    (out,) = task.preprocess([buf.getvalue()])
+    assert isinstance(out, PayloadTooLarge) and out.status_code == 413
+    assert "pixels" in out.message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixel_values_are_invalid(make_task, bad):
+    task = make_task(_manifest(), labels=LABELS)
+    pixels = np.zeros((3, 32, 32), dtype=np.float32)
+    task.check_item(pixels, "pixel_values[0]")
+    pixels[1, 2, 3] = bad
+    with pytest.raises(InvalidInput, match="NaN or infinite"):
+        task.check_item(pixels, "pixel_values[0]")
+
+
+def test_a_request_has_a_decoded_pixel_budget(make_task, make_image):
+    task = make_task(_manifest(max_image_pixels=10_000, max_request_pixels=25_000), labels=LABELS)
+    image = make_image("PNG", (100, 100))  # 10,000 pixels: each alone is fine
+    budget = task.new_budget()
+    out = task.preprocess([image] * 3, [budget] * 3)
+    assert not isinstance(out[0], Exception) and not isinstance(out[1], Exception)
+    assert isinstance(out[2], PayloadTooLarge) and "max_request_pixels" in out[2].message
+    assert all(not isinstance(p, Exception) for p in task.preprocess([image] * 3))  # separate requests

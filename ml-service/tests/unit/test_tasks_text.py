@@ -218,3 +218,35 @@ def test_bad_top_k(make_task, bad):
     task = make_task(_classifier(), labels=LABELS)
     with pytest.raises(InvalidInput, match="top_k must be an integer from 1 to 4"):
         native_items(task, {"text": "a", "top_k": bad})
+
+
+def test_a_huge_text_is_cut_before_it_is_tokenized(make_task):
+    """Issue 9: a 50,000-character text costs the tokenizer only what could reach the model."""
+    from ml_service.tasks.text import CHARS_PER_TOKEN
+
+    task = make_task({**_embedding(max_tokens=6), "limits": {"max_text_chars": 100_000}})
+    assert task.max_chars == 6 * CHARS_PER_TOKEN
+    calls: list[list[str]] = []
+    real = task._tokenizer
+
+    class Spy:
+        def encode_batch(self, texts):
+            calls.append(texts)
+            return real.encode_batch(texts)
+
+    task._tokenizer = Spy()
+    huge = "the cat sat on the mat " * 2500  # 57,500 characters
+    _, cut = task.preprocess(["the cat", huge])
+    assert [len(t) for t in calls[0]] == [7, task.max_chars]
+    assert cut.meta == {"tokens": 6, "truncated": True}
+    task._tokenizer = real
+    (whole,) = task.preprocess([huge])  # the same tokens as tokenizing it whole
+    assert whole.features.tolist() == cut.features.tolist()
+
+
+def test_classifiers_refuse_empty_text_embeddings_allow_it(make_task):
+    cls = make_task(_classifier(), labels=LABELS, name="c")
+    for empty in ("", "  ", "\n\t"):
+        with pytest.raises(InvalidInput, match="empty"):
+            cls.check_item(empty, "data.text")
+    make_task(_embedding()).check_item("", "data.text")
