@@ -20,7 +20,7 @@ from ml_service.settings import Settings
 from ml_service.tasks import task_signature
 
 log = logging.getLogger(__name__)
-_CHUNKS_IN_FLIGHT = 1  # chunks of one request queued at once (the batcher interleaves other requests anyway)
+_CHUNKS_IN_FLIGHT = 2  # a request over the item limit: the next chunk is queued while one computes
 
 
 def model_spec(entry: ModelEntry, version: int) -> ModelSpec:

@@ -230,3 +230,57 @@ def test_clients_that_vanish_leave_no_tracebacks(lazy_server: Server) -> None:
         assert _post(c, "bert", {"text": "fine"}).status_code == 200
     log = lazy_server.log.read_text()
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+
+
+def test_answers_do_not_depend_on_batch_mates(server: Server) -> None:
+    """The default text models give a text the same embedding and label alone, inside mixed batches, and under
+    other clients' traffic (the dynamic int8 default used to flip "Clean the hob" between cleaning and kitchen)."""
+    import numpy as np
+
+    from tests.e2e.conftest import REPO
+
+    others = (REPO / "bench" / "corpus.txt").read_text(encoding="utf-8").splitlines()[:200]
+    texts = ["Clean the hob", *TASKS[1:], *others[:35]]
+    rng = np.random.default_rng(3)
+
+    def embed(c: httpx.Client, batch: list[str]) -> np.ndarray:
+        r = _post(c, "bert", {"texts": batch})
+        assert r.status_code == 200, r.text
+        return np.array([o["embedding"] for o in r.json()["outputs"]], dtype=np.float32)
+
+    def labels(c: httpx.Client, model: str, batch: list[str]) -> list[str]:
+        return [o["label"] for o in _post(c, model, {"texts": batch}).json()["outputs"]]
+
+    with server.client() as c:
+        alone = np.concatenate([embed(c, [t]) for t in texts])
+        alone_labels = {m: [labels(c, m, [t])[0] for t in texts] for m in ("task", "intent")}
+        stop = threading.Event()
+
+        def traffic() -> None:  # other clients, so the server forms batches from several requests
+            with server.client() as other:
+                k = 0
+                while not stop.is_set():
+                    _post(other, "bert", {"texts": others[k % 150: k % 150 + 1 + k % 7]})
+                    k += 1
+
+        with cf.ThreadPoolExecutor(4) as pool:
+            bg = [pool.submit(traffic) for _ in range(4)]
+            for _ in range(5):
+                mates = list(rng.choice(others, size=24, replace=False))
+                batch = texts + mates
+                order = rng.permutation(len(batch))
+                got = embed(c, [batch[i] for i in order])
+                mixed = np.empty_like(got)
+                mixed[order] = got
+                mixed = mixed[:len(texts)]
+                cos = (alone * mixed).sum(1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(mixed, axis=1)
+                assert cos.min() >= 0.9999, cos.min()
+                for model, want in alone_labels.items():
+                    got_labels = labels(c, model, [batch[i] for i in order])
+                    unshuffled = [got_labels[j] for j in np.argsort(order)]
+                    assert unshuffled[:len(texts)] == want, model
+            single = [embed(c, ["Clean the hob"])[0] for _ in range(20)]
+            stop.set()
+            for f in bg:
+                f.result()
+    assert all(np.array_equal(s, single[0]) for s in single)

@@ -56,6 +56,17 @@ def run_text_graph(onnx_path: Path, tokenizer_path: Path, texts: list[str], batc
     return np.concatenate(outs)
 
 
+def batch_invariance(onnx_path: Path, tokenizer_path: Path, texts: list[str]) -> dict[str, float]:
+    """Each text alone vs inside shuffled batches of 16 mixed-length texts: min cosine, and the share of rows
+    that are bit-identical (a served answer must not depend on what shares its batch)."""
+    alone = run_text_graph(onnx_path, tokenizer_path, texts, batch=1)
+    order = np.random.default_rng(0).permutation(len(texts))
+    mixed = np.empty_like(alone)
+    mixed[order] = run_text_graph(onnx_path, tokenizer_path, [texts[i] for i in order], batch=16)
+    cos = (alone * mixed).sum(1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(mixed, axis=1)
+    return {"min_cosine": float(cos.min()), "bit_identical": float((alone == mixed).all(axis=1).mean())}
+
+
 def embed_with_onnx(onnx_path: Path, tokenizer_path: Path, texts: list[str]) -> np.ndarray:
     return run_text_graph(onnx_path, tokenizer_path, texts)
 
@@ -110,7 +121,14 @@ def embedding_checks(model_dir: Path) -> dict[str, Any]:
     lee_fp32 = embed_with_onnx(model_dir / "1" / "model.onnx", tok, docs)
     lee_ref = st.encode(docs, convert_to_numpy=True, normalize_embeddings=True)
     long_tokens = [len(x) for x in st.tokenizer(long_texts())["input_ids"]]
+    mixed = texts + docs[:40]
+    inv1 = batch_invariance(model_dir / "1" / "model.onnx", tok, mixed)
+    inv2 = batch_invariance(model_dir / "2" / "model.onnx", tok, mixed)
     return {
+        "fp32_batch_invariance_min_cosine": inv1["min_cosine"],
+        "fp32_batch_invariance_bit_identical": inv1["bit_identical"],
+        "int8_batch_invariance_min_cosine": inv2["min_cosine"],
+        "int8_batch_invariance_bit_identical": inv2["bit_identical"],
         "fp32_max_abs_diff": float(np.abs(fp32 - ref).max()),
         "fp32_max_abs_diff_short": float(np.abs(fp32[:n_short] - ref[:n_short]).max()),
         "fp32_max_abs_diff_long": float(np.abs(fp32[n_short:] - ref[n_short:]).max()),

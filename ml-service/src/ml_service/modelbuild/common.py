@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-BUILD_VERSION = "3"  # bump to force rebuilds when the build itself changes
+BUILD_VERSION = "4"  # bump to force rebuilds when the build itself changes
 
 
 def package_dir(module: str) -> Path:
