@@ -30,125 +30,17 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
+from ml_service.batching.queues import BatchStats, Item, Lanes, Request, split_window
 from ml_service.dataplane import ItemResult
 from ml_service.errors import DeadlineExceeded, InferenceFailed, MLServiceError, ModelUnavailable, QueueFull
 from ml_service.manifest import Batching
 from ml_service.runtime.base import Runtime
-from ml_service.tasks.base import ModelTask, PostStep, Prepared, RequestBudget
+from ml_service.tasks.base import ModelTask, PostStep, RequestBudget
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Request:
-    """What the items of one `submit` share: their post-step and preprocessing budget."""
-
-    post: PostStep | None
-    budget: RequestBudget
-
-
-@dataclass(eq=False)
-class _Item:
-    raw: Any
-    future: asyncio.Future[ItemResult]
-    loop: asyncio.AbstractEventLoop
-    enqueued: float
-    deadline: float
-    request: _Request
-    prepared: Prepared | None = None
-
-
-class _Lanes:
-    """Items in one lane per request, taken round-robin across lanes (not thread-safe: the batcher's lock)."""
-
-    def __init__(self) -> None:
-        self._lanes: dict[_Request, deque[_Item]] = {}
-        self._n = 0
-
-    def __len__(self) -> int:
-        return self._n
-
-    def add(self, items: Sequence[_Item]) -> None:
-        for it in items:
-            lane = self._lanes.get(it.request)
-            if lane is None:
-                lane = self._lanes[it.request] = deque()
-            lane.append(it)
-        self._n += len(items)
-
-    def take(self, n: int) -> list[_Item]:
-        """Up to `n` items, one per lane in turn; a lane served goes to the back of the line."""
-        out: list[_Item] = []
-        lanes = self._lanes
-        while lanes and len(out) < n:
-            for req in list(lanes):
-                lane = lanes.pop(req)
-                out.append(lane.popleft())
-                if lane:
-                    lanes[req] = lane  # re-inserted last
-                if len(out) == n:
-                    break
-        self._n -= len(out)
-        return out
-
-    def oldest(self) -> float:
-        return min(lane[0].enqueued for lane in self._lanes.values())
-
-    def clear(self) -> list[_Item]:
-        out = [it for lane in self._lanes.values() for it in lane]
-        self._lanes.clear()
-        self._n = 0
-        return out
-
-    def __iter__(self) -> Iterator[_Item]:
-        return (it for lane in self._lanes.values() for it in lane)
-
-
-@dataclass
-class BatchStats:
-    """Counters a batcher keeps about itself (updated under its lock; read by /models)."""
-
-    batches: int = 0
-    items: int = 0
-    padded_tokens: int = 0
-    real_tokens: int = 0
-    expired: int = 0
-    cancelled: int = 0
-    rejected: int = 0  # refused at submit: queue full
-    failed_batches: int = 0
-    recent_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
-
-    def mean_recent_size(self) -> float | None:
-        """Mean size of the last 256 batches."""
-        sizes = list(self.recent_sizes)
-        return round(sum(sizes) / len(sizes), 2) if sizes else None
-
-
-def split_window(items: Sequence[Prepared], cfg: Batching) -> list[list[int]]:
-    """Indices of `items` grouped into batches: same key, sorted by cost, balanced in size and capped by
-    `max_batch_size` items and `max_batch_tokens` padded tokens."""
-    groups: dict[str, list[int]] = {}
-    for i in sorted(range(len(items)), key=lambda i: items[i].cost):
-        groups.setdefault(repr(items[i].key), []).append(i)
-    batches: list[list[int]] = []
-    for order in groups.values():
-        n_batches = -(-len(order) // cfg.max_batch_size)
-        size = -(-len(order) // n_batches)  # balanced: 40 items -> 20 + 20, not 32 + 8
-        current: list[int] = []
-        for i in order:
-            if current:
-                widest = max(items[current[-1]].cost, items[i].cost)
-                if len(current) >= size or widest * (len(current) + 1) > cfg.max_batch_tokens:
-                    batches.append(current)
-                    current = []
-            current.append(i)
-        if current:
-            batches.append(current)
-    return batches
 
 
 def _settle(pairs: list[tuple[asyncio.Future[ItemResult], ItemResult | BaseException]]) -> None:
@@ -175,9 +67,9 @@ class Batcher:
         self._lock = threading.Lock()
         self._pre_cv = threading.Condition(self._lock)
         self._work_cv = threading.Condition(self._lock)
-        self._raw = _Lanes()
-        self._ready = _Lanes()
-        self._batches: deque[list[_Item]] = deque()  # formed, waiting for a free worker
+        self._raw = Lanes()
+        self._ready = Lanes()
+        self._batches: deque[list[Item]] = deque()  # formed, waiting for a free worker
         self._workers = max(1, workers)
         self._chunk = cfg.max_batch_size * cfg.window_factor  # items a pre thread takes at a time
         self._busy = 0  # workers computing a batch
@@ -211,8 +103,8 @@ class Batcher:
         full. `post` runs on these items' output rows (a head on this encoder)."""
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        req = _Request(post, budget or self.task.new_budget())
-        items = [_Item(r, loop.create_future(), loop, now, now + timeout_s, req) for r in raws]
+        req = Request(post, budget or self.task.new_budget())
+        items = [Item(r, loop.create_future(), loop, now, now + timeout_s, req) for r in raws]
         with self._lock:
             if self._stopped:
                 raise ModelUnavailable(f"model '{self.name}' is unloading; retry")
@@ -240,10 +132,10 @@ class Batcher:
             t.join(timeout_s)
 
     # -- worker side -----------------------------------------------------------------------
-    def _fail(self, items: Sequence[_Item], exc: BaseException) -> None:
+    def _fail(self, items: Sequence[Item], exc: BaseException) -> None:
         self._settle_items([(it, exc) for it in items])
 
-    def _settle_items(self, pairs: Sequence[tuple[_Item, ItemResult | BaseException]]) -> None:
+    def _settle_items(self, pairs: Sequence[tuple[Item, ItemResult | BaseException]]) -> None:
         if not pairs:
             return
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[ItemResult], Any]]] = {}
@@ -255,7 +147,7 @@ class Batcher:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, fpairs)
 
-    def _live(self, items: Sequence[_Item]) -> list[_Item]:
+    def _live(self, items: Sequence[Item]) -> list[Item]:
         """Drop cancelled items (their client left) and fail expired ones."""
         now = time.perf_counter()
         live, dead, expired = [], [], []
@@ -300,7 +192,7 @@ class Batcher:
                     self._preparing -= len(items)
                     self._work_cv.notify()
 
-    def _prepare(self, items: list[_Item]) -> None:
+    def _prepare(self, items: list[Item]) -> None:
         items = self._live(items)
         if not items:
             return
@@ -326,7 +218,7 @@ class Batcher:
         if stopped:
             self._fail(ok, ModelUnavailable(f"model '{self.name}' was unloaded; retry"))
 
-    def _next_batch(self) -> list[_Item] | None:
+    def _next_batch(self) -> list[Item] | None:
         """A formed batch for this worker, forming a new window when none is waiting."""
         cfg = self.cfg
         delay = cfg.max_queue_delay_ms / 1000
@@ -380,13 +272,13 @@ class Batcher:
                     self._busy -= 1
                     self._work_cv.notify()
 
-    def _apply_post_steps(self, batch: list[_Item], rows: list[dict[str, Any]]) -> set[_Item]:
+    def _apply_post_steps(self, batch: list[Item], rows: list[dict[str, Any]]) -> set[Item]:
         """Replace the rows of items whose request has a post-step by its outputs; returns failed items."""
         groups: dict[PostStep, list[int]] = {}
         for i, it in enumerate(batch):
             if it.request.post is not None:
                 groups.setdefault(it.request.post, []).append(i)
-        failed: set[_Item] = set()
+        failed: set[Item] = set()
         for step, idx in groups.items():
             items = [batch[i] for i in idx]
             try:
@@ -404,7 +296,7 @@ class Batcher:
                 rows[i] = row
         return failed
 
-    def _run_batch(self, batch: list[_Item]) -> None:
+    def _run_batch(self, batch: list[Item]) -> None:
         batch = self._live(batch)
         if not batch:
             return

@@ -1,0 +1,123 @@
+"""The batcher's data: a request's items, their fair lanes, the window splitter and the statistics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml_service.dataplane import ItemResult
+from ml_service.manifest import Batching
+from ml_service.tasks.base import PostStep, Prepared, RequestBudget
+
+
+@dataclass(eq=False)
+class Request:
+    """What the items of one `submit` share: their post-step and preprocessing budget."""
+
+    post: PostStep | None
+    budget: RequestBudget
+
+
+@dataclass(eq=False)
+class Item:
+    raw: Any
+    future: asyncio.Future[ItemResult]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float
+    deadline: float
+    request: Request
+    prepared: Prepared | None = None
+
+
+class Lanes:
+    """Items in one lane per request, taken round-robin across lanes (not thread-safe: the batcher's lock)."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[Request, deque[Item]] = {}
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, items: Sequence[Item]) -> None:
+        for it in items:
+            lane = self._lanes.get(it.request)
+            if lane is None:
+                lane = self._lanes[it.request] = deque()
+            lane.append(it)
+        self._n += len(items)
+
+    def take(self, n: int) -> list[Item]:
+        """Up to `n` items, one per lane in turn; a lane served goes to the back of the line."""
+        out: list[Item] = []
+        lanes = self._lanes
+        while lanes and len(out) < n:
+            for req in list(lanes):
+                lane = lanes.pop(req)
+                out.append(lane.popleft())
+                if lane:
+                    lanes[req] = lane  # re-inserted last
+                if len(out) == n:
+                    break
+        self._n -= len(out)
+        return out
+
+    def oldest(self) -> float:
+        return min(lane[0].enqueued for lane in self._lanes.values())
+
+    def clear(self) -> list[Item]:
+        out = [it for lane in self._lanes.values() for it in lane]
+        self._lanes.clear()
+        self._n = 0
+        return out
+
+    def __iter__(self) -> Iterator[Item]:
+        return (it for lane in self._lanes.values() for it in lane)
+
+
+@dataclass
+class BatchStats:
+    """Counters a batcher keeps about itself (updated under its lock; read by /models)."""
+
+    batches: int = 0
+    items: int = 0
+    padded_tokens: int = 0
+    real_tokens: int = 0
+    expired: int = 0
+    cancelled: int = 0
+    rejected: int = 0  # refused at submit: queue full
+    failed_batches: int = 0
+    recent_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+
+    def mean_recent_size(self) -> float | None:
+        """Mean size of the last 256 batches."""
+        sizes = list(self.recent_sizes)
+        return round(sum(sizes) / len(sizes), 2) if sizes else None
+
+
+def split_window(items: Sequence[Prepared], cfg: Batching) -> list[list[int]]:
+    """Indices of `items` grouped into batches: same key, sorted by cost, balanced in size and capped by
+    `max_batch_size` items and `max_batch_tokens` padded tokens."""
+    groups: dict[str, list[int]] = {}
+    for i in sorted(range(len(items)), key=lambda i: items[i].cost):
+        groups.setdefault(repr(items[i].key), []).append(i)
+    batches: list[list[int]] = []
+    for order in groups.values():
+        n_batches = -(-len(order) // cfg.max_batch_size)
+        size = -(-len(order) // n_batches)  # balanced: 40 items -> 20 + 20, not 32 + 8
+        current: list[int] = []
+        for i in order:
+            if current:
+                widest = max(items[current[-1]].cost, items[i].cost)
+                if len(current) >= size or widest * (len(current) + 1) > cfg.max_batch_tokens:
+                    batches.append(current)
+                    current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+    return batches
+
+
