@@ -44,12 +44,16 @@ clean:
 	rm -rf $(VENV) $(MODEL_CACHE_DIR)
 
 # Benchmarks (need wrk: apt-get install wrk). Results and the command go to docs/benchmarks.md by hand.
-.PHONY: bench bench-limit bench-peers
+.PHONY: bench bench-limit bench-peers bench-fairness
 bench-limit: models
 	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR)
 
 bench: models
 	$(BIN)/python bench/serve.py --systems ml-service --model-dir $(MODEL_CACHE_DIR)
+
+# one-sentence latency while a client sends 2,048-input requests (add ,ml-service@<rev> to compare a revision)
+bench-fairness: models
+	$(BIN)/python bench/fairness.py --systems ml-service --model-dir $(MODEL_CACHE_DIR)
 
 bench-peers: models
 	bench/setup_peers.sh

@@ -195,7 +195,9 @@ def run_system(system: System, port: int, args: argparse.Namespace, progress: An
         sampler.start()
         wrk(base + system.path, system.schema, 1, 16, args.warmup, CORPUS, system.model)
         res: dict[str, Any] = {"cold_start_s": cold, "idle_rss_mb": idle / 2**20, "scenarios": {}}
-        scen = list(TEXT_SCENARIOS) + ([IMAGE_SCENARIO] if system.image and not args.no_image else [])
+        wanted = set(args.scenarios.split(",")) if args.scenarios else None
+        scen = [s for s in TEXT_SCENARIOS if wanted is None or s[0] in wanted]
+        scen += [IMAGE_SCENARIO] if system.image and not args.no_image else []
         for name, k, c in scen:
             progress(f"{system.name} {name}")
             if name.startswith("img"):
@@ -235,7 +237,7 @@ def summarize(results: dict[str, list[dict[str, Any]]], lim: dict[str, Any] | No
     for name, rounds in results.items():
         cells = []
         for s in scen_names:
-            runs = [r["scenarios"][s] for r in rounds if s in r["scenarios"]]
+            runs = [r["scenarios"][s] for r in rounds if s in r["scenarios"]]  # noqa: B023
             if not runs:
                 cells.append("-")
                 continue
@@ -250,15 +252,16 @@ def summarize(results: dict[str, list[dict[str, Any]]], lim: dict[str, Any] | No
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {cs:.1f} | {idle:.0f} | {peak:.0f} |")
     if ref and ref in results and len(results) > 1:
         lines += ["", f"Throughput ratio to {ref} (median):", ""]
-        base = {s: statistics.median(r["scenarios"][s]["items_per_s"] for r in results[ref])
-                for s in scen_names[:4]}
+        measured = [s for s in scen_names[:4] if all(s in r["scenarios"] for r in results[ref])]
+        base = {s: statistics.median(r["scenarios"][s]["items_per_s"] for r in results[ref]) for s in measured}
         for name, rounds in results.items():
             if name == ref:
                 continue
             ratios = [f"{s} {base[s] / statistics.median(r['scenarios'][s]['items_per_s'] for r in rounds):.2f}x"
-                      for s in scen_names[:4]]
+                      for s in measured]
             lines.append(f"- {ref} / {name}: " + ", ".join(ratios))
-    if lim and "ml-service" in results:
+    if lim and "ml-service" in results and not any(s not in r["scenarios"] for s in ("s1_c64", "s32_c4", "s1_c1")
+                                                   for r in results["ml-service"]):
         best = max(max(row[b]["median"] for b in row) for row in lim.values())
         arrival = max(lim["v2 arrival"][b]["median"] for b in lim["v2 arrival"])
         c64 = statistics.median(r["scenarios"]["s1_c64"]["items_per_s"] for r in results["ml-service"])
@@ -308,6 +311,7 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_CACHE_DIR", REPO / "models")))
     ap.add_argument("--no-limit", action="store_true", help="skip the in-process limit")
     ap.add_argument("--no-image", action="store_true")
+    ap.add_argument("--scenarios", default="", help="only these text scenarios, e.g. s1_c64,s32_c4")
     ap.add_argument("--ref", default="ml-service", help="system the ratios are computed against")
     ap.add_argument("--out", type=Path, default=RESULTS / "serve.json")
     args = ap.parse_args()

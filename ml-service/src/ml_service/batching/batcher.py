@@ -75,6 +75,7 @@ class Batcher:
         self._busy = 0  # workers computing a batch
         self._preparing = 0  # items taken by a pre thread, not yet ready
         self._pending = 0  # submitted and not yet settled
+        self._served = 0  # batches dispatched: a request's `served` is the last one that held its items
         self._stopped = False
         self._threads: list[threading.Thread] = []
 
@@ -104,7 +105,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         req = Request(post, budget or self.task.new_budget())
-        items = [Item(r, loop.create_future(), loop, now, now + timeout_s, req) for r in raws]
+        items = [Item(r, loop.create_future(), loop, now, now + timeout_s, req, i) for i, r in enumerate(raws)]
         with self._lock:
             if self._stopped:
                 raise ModelUnavailable(f"model '{self.name}' is unloading; retry")
@@ -246,7 +247,7 @@ class Batcher:
                     self._pending -= len(gone)
                     self.stats.cancelled += len(gone)
                 prepared = [it.prepared for it in window if it.prepared is not None]
-                self._batches.extend([window[i] for i in idx] for idx in split_window(prepared, cfg))
+                self._batches.extend(self._choose(window, split_window(prepared, cfg)))
                 if not self._batches:
                     continue
                 break
@@ -255,6 +256,26 @@ class Batcher:
             if self._batches:  # more formed batches: wake another worker for them
                 self._work_cv.notify()
             return batch
+
+    def _choose(self, window: list[Item], batches: list[list[int]]) -> list[list[Item]]:
+        """The batches to compute now. While a request that batches have already served (a big one) is in the
+        window, only as many as there are idle workers, so what arrives next is sorted into the next window
+        instead of waiting behind a backlog of its batches: first those holding an item of the request served
+        least recently, then the oldest item (nothing starves); the other items go back to the front of their
+        lanes. Otherwise (one-batch requests: the high-concurrency case) all of them, in the order formed
+        (caller holds the lock)."""
+        idle = max(1, self._workers - self._busy)
+        if len(batches) > idle and any(it.request.served for it in window):
+            urgency = [min((window[i].request.served, window[i].enqueued) for i in idx) for idx in batches]
+            order = sorted(range(len(batches)), key=lambda b: urgency[b])
+            self._ready.put_back([window[i] for b in order[idle:] for i in batches[b]])
+            batches = [batches[b] for b in order[:idle]]
+        self._served += 1
+        chosen = [[window[i] for i in idx] for idx in batches]
+        for batch in chosen:
+            for it in batch:
+                it.request.served = self._served
+        return chosen
 
     def _compute_loop(self) -> None:
         while True:

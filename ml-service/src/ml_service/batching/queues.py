@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +15,12 @@ from ml_service.tasks.base import PostStep, Prepared, RequestBudget
 
 @dataclass(eq=False)
 class Request:
-    """What the items of one `submit` share: their post-step and preprocessing budget."""
+    """What the items of one `submit` share: their post-step, preprocessing budget, and when a batch last served
+    them (requests served least recently go first)."""
 
     post: PostStep | None
     budget: RequestBudget
+    served: int = 0
 
 
 @dataclass(eq=False)
@@ -29,6 +31,7 @@ class Item:
     enqueued: float
     deadline: float
     request: Request
+    seq: int = 0  # its place in its request
     prepared: Prepared | None = None
 
 
@@ -36,7 +39,7 @@ class Lanes:
     """Items in one lane per request, taken round-robin across lanes (not thread-safe: the batcher's lock)."""
 
     def __init__(self) -> None:
-        self._lanes: dict[Request, deque[Item]] = {}
+        self._lanes: OrderedDict[Request, deque[Item]] = OrderedDict()
         self._n = 0
 
     def __len__(self) -> int:
@@ -56,14 +59,29 @@ class Lanes:
         lanes = self._lanes
         while lanes and len(out) < n:
             for req in list(lanes):
-                lane = lanes.pop(req)
+                lane = lanes[req]
                 out.append(lane.popleft())
                 if lane:
-                    lanes[req] = lane  # re-inserted last
+                    lanes.move_to_end(req)
+                else:
+                    del lanes[req]
                 if len(out) == n:
                     break
         self._n -= len(out)
         return out
+
+    def put_back(self, items: Sequence[Item]) -> None:
+        """Return taken items to the front of their lanes, in their order, and those lanes to the front."""
+        groups: dict[Request, list[Item]] = {}
+        for it in items:
+            groups.setdefault(it.request, []).append(it)
+        for req, group in reversed(groups.items()):
+            lane = self._lanes.get(req)
+            if lane is None:
+                lane = self._lanes[req] = deque()
+            lane.extendleft(sorted(group, key=lambda it: it.seq, reverse=True))
+            self._lanes.move_to_end(req, last=False)
+        self._n += len(items)
 
     def oldest(self) -> float:
         return min(lane[0].enqueued for lane in self._lanes.values())
