@@ -320,3 +320,63 @@ def test_close_unloads_everything(repo_root, make_model, fake_manifest, settings
         assert reg.state("a", 1)[0] == "unloaded"
 
     _run(reg, scenario)
+
+
+def test_nothing_is_evicted_for_a_load_that_would_not_fit_anyway(repo_root, make_model, fake_manifest, settings_for):
+    """Issue 9: with a busy model holding most of the budget, evicting an idle one cannot make room for a big
+    load: the idle one stays, and the load is refused (503, not failed)."""
+    for name, size in (("busy", 200), ("idle", 40), ("big", 150)):
+        mdir = make_model(repo_root, name, fake_manifest())
+        _sparse(mdir / "1" / "weights.bin", size * MB)
+    reg = _registry(repo_root, settings_for, memory_budget_mb=360)  # estimates: 276 + 68 fit, + 211 never
+
+    async def scenario():
+        async with reg.use("busy"):
+            await reg.get("idle")
+            with pytest.raises(ModelUnavailable, match="not enough memory budget"):
+                await reg.get("big")
+            assert sorted(m.name for m in reg.loaded) == ["busy", "idle"]  # nothing evicted for nothing
+            assert reg.state("big", 1)[0] == "unloaded" and reg.evictions("idle", 1) == 0
+
+    _run(reg, scenario)
+
+
+def test_a_model_used_moments_ago_is_not_evicted(repo_root, make_model, fake_manifest, settings_for):
+    """The anti-thrash rule: a model used within eviction_idle_s stays; a load that needs its room waits for it
+    to go idle (bounded by the deadline) instead of evicting it, and evicts it once it has."""
+    import time
+
+    for name in ("a", "b"):
+        mdir = make_model(repo_root, name, fake_manifest())
+        _sparse(mdir / "1" / "weights.bin", 100 * MB)
+    reg = _registry(repo_root, settings_for, memory_budget_mb=200, eviction_idle_s=0.5)
+
+    async def scenario():
+        await reg.get("a")
+        with pytest.raises(ModelUnavailable, match="retry later"):  # no deadline: refused at once
+            await reg.get("b")
+        assert [m.name for m in reg.loaded] == ["a"]
+        t0 = time.monotonic()
+        await reg.get("b", deadline=time.monotonic() + 5)  # waits until a has been idle for 0.5 s
+        assert 0.3 < time.monotonic() - t0 < 3
+        assert [m.name for m in reg.loaded] == ["b"] and reg.evictions("a", 1) == 1
+
+    _run(reg, scenario)
+
+
+def test_an_unload_waits_for_the_requests_holding_the_model(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", fake_manifest(delay_ms=300))
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        async with reg.use("m") as lease:
+            futures = lease.batcher.submit(_rows(2), 10.0)
+            unloading = asyncio.create_task(reg.unload("m"))
+            await asyncio.sleep(0.05)
+            assert reg.state("m", 1)[0] == "unloading" and not unloading.done()
+            results = await asyncio.gather(*futures)  # the held request is answered, not failed
+        assert [float(r.outputs["output"][0]) for r in results] == [4.0, 4.0]
+        assert await unloading == [1]
+        assert reg.state("m", 1)[0] == "unloaded"
+
+    _run(reg, scenario)

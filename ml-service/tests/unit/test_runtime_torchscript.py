@@ -61,3 +61,17 @@ def test_a_pickle_is_not_loaded(tmp_path: Path) -> None:
     rt = create_runtime(path, _manifest(), RuntimeOptions(threads=1))
     with pytest.raises(Exception):  # noqa: B017 - torch's own error type; the point is it refuses
         rt.load()
+
+
+def test_an_unknown_runtime_is_a_manifest_error_never_the_fake() -> None:
+    from pathlib import Path
+
+    from ml_service.errors import ManifestError
+    from ml_service.manifest import Manifest
+    from ml_service.runtime.base import RuntimeOptions, create_runtime
+
+    m = Manifest.model_validate({"task": "tensor", "runtime": "fake", "inputs": [{"name": "x", "dtype": "float32",
+                                 "shape": [-1]}], "outputs": [{"name": "y", "dtype": "float32", "shape": [-1]}]})
+    m = m.model_copy(update={"runtime": "tensorrt"})  # past the schema, as a bad caller could
+    with pytest.raises(ManifestError, match="unknown runtime 'tensorrt'"):
+        create_runtime(Path("m.onnx"), m, RuntimeOptions())
