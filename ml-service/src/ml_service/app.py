@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,17 +15,20 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_service import __version__
-from ml_service.api import embeddings, native, v2
+from ml_service.api import embeddings, native, telemetry, v2
 from ml_service.api.http import ERROR_SHAPES, protocol_for_path
 from ml_service.api.openapi import build_openapi
 from ml_service.api.router import Route, Router
-from ml_service.observe import Observers
+from ml_service.observe import Observers, RequestHook, Telemetry
+from ml_service.observe.logs import RequestLog
+from ml_service.observe.metrics import Metrics
+from ml_service.observe.stats import Stats
 from ml_service.service import InferenceService
 from ml_service.settings import Settings
 
 log = logging.getLogger(__name__)
 #: every route the service answers, in the order /openapi.json lists them
-ROUTES: list[Route] = [*native.ROUTES, *v2.ROUTES, *embeddings.ROUTES]
+ROUTES: list[Route] = [*native.ROUTES, *v2.ROUTES, *embeddings.ROUTES, *telemetry.ROUTES]
 
 
 def _docs_app(settings: Settings, service: InferenceService, routes: list[Route]) -> FastAPI:
@@ -60,12 +64,23 @@ def _dumps(content: Any) -> bytes:
     return orjson.dumps(content)
 
 
+def routes(settings: Settings) -> list[Route]:
+    """The route table for these settings (`ML_SERVICE_METRICS_PUBLIC` opens /metrics to a scraper)."""
+    return [dataclasses.replace(r, auth=False) if r.name == "metrics" and settings.metrics_public else r
+            for r in ROUTES]
+
+
 class App(Router):
     """The ASGI application: the route table, with FastAPI behind it for the docs."""
 
     def __init__(self, settings: Settings, service: InferenceService, observers: Observers) -> None:
-        self.docs = _docs_app(settings, service, ROUTES)
-        super().__init__(ROUTES, self.docs, service, settings, observers)
+        table = routes(settings)
+        self.docs = _docs_app(settings, service, table)
+        metrics, stats = Metrics(service), Stats(service)
+        service.registry.events = metrics
+        hooks: tuple[RequestHook, ...] = (metrics, stats, *((RequestLog(),) if settings.request_log else ()))
+        observers.hooks = (*hooks, *observers.hooks)
+        super().__init__(table, self.docs, service, settings, observers, Telemetry(metrics, stats))
 
 
 def create_app(settings: Settings | None = None, service: InferenceService | None = None,

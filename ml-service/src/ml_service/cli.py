@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,10 +43,11 @@ def serve(
     import uvicorn
 
     from ml_service.app import create_app
+    from ml_service.observe.logs import configure
 
     settings = _settings(model_dir, host=host, port=port, preload=preload)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+    configure(settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
                 log_level=settings.log_level.lower(), access_log=False)
 
 

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ml_service.batching import Batcher
+from ml_service.batching import Batcher, BatchObserver
 from ml_service.errors import ModelNotFound, ModelUnavailable
 from ml_service.memory import rss_bytes, trim_heap
 from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
@@ -49,6 +49,21 @@ def estimate_bytes(version: ModelVersion, working_set: int = 0) -> int:
     """Memory a model will take before it has been measured: its files, room for the runtime's buffers, and the
     working set its task expects for the batches in flight."""
     return int(version.size_bytes * 1.3) + 16 * 1024 * 1024 + working_set
+
+
+class ModelEvents:
+    """What the registry tells observers (metrics): loads, failed loads, and a batch observer per model version.
+    The base class observes nothing."""
+
+    def loaded(self, name: str, version: int, seconds: float) -> None:
+        """A version loaded in `seconds`."""
+
+    def load_failed(self, name: str, version: int) -> None:
+        """A version failed to load."""
+
+    def batch_observer(self, name: str, version: int) -> BatchObserver | None:
+        """What sees this version's batches."""
+        return None
 
 
 @dataclass
@@ -99,6 +114,7 @@ class ModelRegistry:
         self._slots: dict[Key, _Slot] = {}
         self._reserved: dict[Key, int] = {}  # bytes of loads in progress
         self._memory_waiters: list[asyncio.Future[None]] = []
+        self.events = ModelEvents()  # replaced by the app's metrics
 
     # -- state -------------------------------------------------------------------------------------
     def slot(self, name: str, version: int) -> _Slot:
@@ -190,9 +206,11 @@ class ModelRegistry:
                 raise
             log.info("loading model %s version %d", entry.name, mv.number)
             self._reserved[key] = need
+            started = time.perf_counter()
             try:
                 model = await asyncio.to_thread(self._load_sync, entry, mv, need)
             except Exception as exc:
+                self.events.load_failed(entry.name, mv.number)
                 slot.state, slot.error = "failed", _describe(exc)
                 log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error)
                 raise ModelUnavailable(
@@ -211,7 +229,9 @@ class ModelRegistry:
                               f"budget of {self.budget_bytes // 2**20} MB; raise ML_SERVICE_MEMORY_BUDGET_MB")
                 await asyncio.to_thread(trim_heap)
                 raise ModelUnavailable(f"model '{entry.name}' version {mv.number} {slot.error}")
+            self.events.loaded(entry.name, mv.number, time.perf_counter() - started)
             if model.batcher is not None:
+                model.batcher.observer = self.events.batch_observer(entry.name, mv.number)
                 model.batcher.start()
             slot.model, slot.state = model, "ready"
             await self._settle_budget(key)

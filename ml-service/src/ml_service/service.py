@@ -56,6 +56,13 @@ class InferenceService:
         stays false (with the reason on /health) while any of them failed."""
         if not self.repository.entries:
             self.repository.scan()
+        entries = self.repository.entries
+        log.info("model repository %s: %d valid model(s) %s, %d invalid %s", self.settings.model_cache_dir,
+                 sum(e.valid for e in entries.values()), sorted(n for n, e in entries.items() if e.valid),
+                 sum(not e.valid for e in entries.values()), sorted(n for n, e in entries.items() if not e.valid))
+        opts = self.registry.options
+        log.info("device %s, %d compute worker(s) per model, %d thread(s) each, memory budget %d MB", opts.device,
+                 self.settings.workers(), opts.threads, self.settings.memory_budget_mb)
         names = self.settings.preload_names
         if names == ["*"]:
             names = [n for n, e in self.repository.entries.items() if e.valid]
@@ -69,6 +76,8 @@ class InferenceService:
                 self.preload_errors[name] = reason
                 log.error("preload of %s failed: %s", name, reason)
         self.preloaded = True
+        loaded = sorted(f"{m.name}:{m.version}" for m in self.registry.loaded)
+        log.info("preloading done: loaded %s; failed %s; ready: %s", loaded, sorted(self.preload_errors), self.ready)
 
     async def stop(self) -> None:
         await self.registry.close()
@@ -109,12 +118,12 @@ class InferenceService:
         t0 = time.perf_counter()
         timeout = self.settings.request_timeout_s
         deadline = time.monotonic() + timeout
-        async with self.registry.use(request.model, request.version, deadline) as lease:
-            task, model = lease.model.task, lease.model
-            spec = self.spec(model.name, model.version)
-            items = request.items
-            if ctx is not None:
-                ctx.model, ctx.version, ctx.items = model.name, model.version, len(items)
+        spec = self.spec(request.model, request.version)
+        items = request.items
+        if ctx is not None:  # known before the load: a model that cannot load still counts the request
+            ctx.model, ctx.version, ctx.items = spec.name, spec.version, len(items)
+        async with self.registry.use(spec.name, spec.version, deadline) as lease:
+            task = lease.model.task
             task.check_count(len(items), request.where, most=request.max_items)
             for i, item in enumerate(items):  # cheap type/size checks, so a bad item never fails a batch
                 task.check_item(item, request.label(i))

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0)
     openai_max_inputs: int = Field(default=2048, ge=1, description="most items in one /v1/embeddings request")
     log_level: str = "info"
+    log_format: Literal["console", "json"] = Field(default="console", description="json: one JSON object a line")
+    request_log: bool = Field(default=True, description="one log line per request (id, model, status, timings)")
+    metrics_public: bool = Field(default=False, description="serve /metrics without a token (a private scraper)")
 
     @field_validator("secret")
     @classmethod

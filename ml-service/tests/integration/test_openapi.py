@@ -22,8 +22,11 @@ def test_every_route_is_documented_with_its_bodies(client):
     for route in ROUTES:
         op = doc["paths"][route.path][route.method.lower()]
         assert op["summary"], route.name
-        ok = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
-        assert ok.rsplit("/", 1)[1] in schemas
+        if route.produces == "application/json":
+            ok = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            assert ok.rsplit("/", 1)[1] in schemas
+        else:  # /metrics (Prometheus text) and /dashboard (HTML)
+            assert route.produces in op["responses"]["200"]["content"]
         assert "500" in op["responses"]
         error = op["responses"]["500"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         assert error == {"native": "NativeError", "v2": "V2Error", "openai": "OpenAIError"}[route.protocol]
@@ -64,6 +67,7 @@ def test_real_answers_match_the_documented_shapes(client, make_image):
     _check(s.EmbeddingsResponse, client.post("/v1/embeddings", json={"model": "bert", "input": ["a", "b"]}))
     _check(s.OpenAIModelList, client.get("/v1/models"))
     _check(s.OpenAIModel, client.get("/v1/models/text-embedding"))
+    _check(s.StatsReport, client.get("/stats"))
 
 
 @pytest.mark.parametrize(("path", "body", "model", "status"), [

@@ -15,7 +15,7 @@ from starlette.types import Message, Receive
 
 from ml_service.codecs import embeddings, native, v2
 from ml_service.errors import ClientDisconnected, InvalidInput, MLServiceError, PayloadTooLarge, Unauthorized
-from ml_service.observe import LogThrottle, RequestContext
+from ml_service.observe import LogThrottle, RequestContext, Telemetry
 from ml_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class Call:
     ctx: RequestContext
     service: InferenceService
     settings: Settings
+    telemetry: Telemetry | None = None
 
     def header(self, name: bytes) -> str | None:
         """A request header by its lower-case name."""

@@ -41,7 +41,9 @@ def _operation(route: Route) -> dict[str, Any]:
                 "length")}
         op["requestBody"] = {"required": route.body_required, "content": content}
     ok: dict[str, Any] = {"description": "OK"}
-    if route.response is not None:
+    if route.produces != "application/json":
+        ok["content"] = {route.produces: {"schema": {"type": "string"}}}
+    elif route.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(route.response)}}
         if route.binary_body:
             ok["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}

@@ -8,8 +8,10 @@ error rendering, send. Requests no route matches pass to FastAPI (`/docs`, `/ope
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +29,14 @@ from ml_service.api.http import (
     read_body,
 )
 from ml_service.errors import ClientDisconnected, MethodNotAllowed, MLServiceError
-from ml_service.observe import Observers, RequestContext
+from ml_service.observe import Observers, RequestContext, Telemetry
 from ml_service.service import InferenceService
 from ml_service.settings import Settings
 
 log = logging.getLogger("ml_service.api")
 Handler = Callable[[Call], Awaitable[Reply]]
 _PARAM = re.compile(r"\{(\w+)\}")
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Route:
     body_required: bool = True
     binary_body: bool = False  # also takes application/octet-stream (V2 binary tensor data)
     response: type[BaseModel] | None = None
+    produces: str = "application/json"  # what a 200 is (for the docs)
     errors: tuple[int, ...] = ()
     query: tuple[Query, ...] = ()
     watch_disconnect: bool = False  # inference: a client that leaves cancels its work
@@ -104,8 +108,11 @@ class Router:
     """ASGI app serving the route table; everything else goes to `fallback` (FastAPI)."""
 
     def __init__(self, routes: Sequence[Route], fallback: ASGIApp, service: InferenceService, settings: Settings,
-                 observers: Observers) -> None:
+                 observers: Observers, telemetry: Telemetry | None = None) -> None:
         self.routes = list(routes)
+        self.telemetry = telemetry
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(4)
         self.fallback = fallback
         self.service = service
         self.settings = settings
@@ -148,17 +155,27 @@ class Router:
             return
         await self._serve(route, params, scope, receive, send)
 
+    def _request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
+        """The client's X-Request-ID when it is a sane token, else a new one (unique in this process)."""
+        for k, v in headers:
+            if k == b"x-request-id":
+                if _SANE_ID.fullmatch(v):
+                    return v.decode("ascii")
+                break
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
     async def _serve(self, route: Route, params: dict[str, str], scope: Scope, receive: Receive,
                      send: Send) -> None:
-        ctx = RequestContext(route.protocol, route.name)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        ctx = RequestContext(route.protocol, route.name, request_id=self._request_id(headers))
         try:
             try:
                 if route.auth:
                     ctx.caller = self.auth.check(headers)
                 self.observers.start(ctx)
                 body = await read_body(headers, receive, self.limit) if route.method == "POST" else b""
-                call = Call(params, scope["query_string"], headers, body, ctx, self.service, self.settings)
+                call = Call(params, scope["query_string"], headers, body, ctx, self.service, self.settings,
+                            self.telemetry)
                 if route.watch_disconnect:
                     reply = await _cancel_on_disconnect(route.handler(call), receive)
                 else:
@@ -174,6 +191,7 @@ class Router:
                 ctx.error = "internal_error"
                 reply = internal_error_reply(route.protocol)
             ctx.status = reply.status
+            reply.headers["X-Request-ID"] = ctx.request_id
             if not await _send(send, reply):
                 ctx.status, ctx.error = 499, "client_disconnected"
         finally:

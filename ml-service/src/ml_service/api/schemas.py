@@ -315,3 +315,34 @@ class OpenAIModel(BaseModel):
 class OpenAIModelList(BaseModel):
     object: Literal["list"]
     data: list[OpenAIModel]
+
+
+# -- observability ----------------------------------------------------------------------------------
+class WindowStats(BaseModel):
+    requests: int
+    rate_per_s: float
+    error_rate: float = Field(description="share of requests answered 5xx")
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class ModelStats(BaseModel):
+    model: str
+    version: str
+    state: str
+    memory_mb: float | None
+    queue_depth: int
+    in_flight: int
+    mean_batch_size: float | None
+    last_1m: WindowStats
+    last_5m: WindowStats
+
+
+class StatsReport(BaseModel):
+    time: int
+    windows_s: list[int]
+    rss_mb: float
+    memory_budget_mb: int
+    ready: bool
+    models: list[ModelStats]

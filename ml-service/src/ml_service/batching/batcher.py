@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ml_service.batching.queues import BatchStats, Item, Lanes, Request, split_window
 from ml_service.dataplane import ItemResult
@@ -41,6 +41,12 @@ from ml_service.runtime.base import Runtime
 from ml_service.tasks.base import ModelTask, PostStep, RequestBudget
 
 log = logging.getLogger(__name__)
+
+
+class BatchObserver(Protocol):
+    """Sees every computed batch (metrics); called on the compute thread, so it must be quick and thread-safe."""
+
+    def batch(self, size: int, padded_tokens: int, compute_s: float, waits_s: list[float]) -> None: ...
 
 
 def _settle(pairs: list[tuple[asyncio.Future[ItemResult], ItemResult | BaseException]]) -> None:
@@ -56,8 +62,10 @@ def _settle(pairs: list[tuple[asyncio.Future[ItemResult], ItemResult | BaseExcep
 class Batcher:
     """Queues items for one runtime and computes them in dynamic batches."""
 
-    def __init__(self, name: str, task: ModelTask, runtime: Runtime, cfg: Batching, workers: int = 1) -> None:
+    def __init__(self, name: str, task: ModelTask, runtime: Runtime, cfg: Batching, workers: int = 1,
+                 observer: BatchObserver | None = None) -> None:
         self.name = name
+        self.observer = observer
         self.task = task
         self.runtime = runtime
         self.cfg = cfg
@@ -337,15 +345,19 @@ class Batcher:
         if failed:
             keep = [i for i, it in enumerate(batch) if it not in failed]
             batch, rows = [batch[i] for i in keep], [rows[i] for i in keep]
-        infer_ms = (time.perf_counter() - t0) * 1000
+        compute_s = time.perf_counter() - t0
+        infer_ms = compute_s * 1000
         n = len(prepared)
+        padded = max(p.cost for p in prepared) * n
         with self._lock:
             st = self.stats
             st.batches += 1
             st.items += n
             st.recent_sizes.append(n)
             st.real_tokens += sum(p.cost for p in prepared)
-            st.padded_tokens += max(p.cost for p in prepared) * n
+            st.padded_tokens += padded
+        if self.observer is not None:
+            self.observer.batch(n, padded, compute_s, [t0 - it.enqueued for it in batch])
         self._settle_items([
             (it, ItemResult(row, it.prepared.meta if it.prepared else {}, (t0 - it.enqueued) * 1000, infer_ms, n))
             for it, row in zip(batch, rows, strict=True)

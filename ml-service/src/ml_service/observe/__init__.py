@@ -1,5 +1,8 @@
-"""The one place every request passes: its context, and the hooks (metrics, rate limits, request logs) that
-see it once for every protocol. Also a throttle for log lines that a flood of requests would repeat."""
+"""The one place every request passes: its context, and the hooks (metrics, `/stats` windows, request logs, rate
+limits) that see it once for every protocol. Also a throttle for log lines that a flood of requests would repeat.
+
+`metrics.py` (Prometheus), `stats.py` (sliding windows for /stats), `logs.py` (JSON or console logs) plug in here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +19,10 @@ log = logging.getLogger(__name__)
 class RequestContext:
     """One request as the hooks see it: opened by the HTTP layer (or the CLI), filled in by the data plane."""
 
-    protocol: str  # native | v2 | openai | health | admin | cli
+    protocol: str  # native | v2 | openai | cli
     route: str  # the route's name
     caller: str | None = None  # which key authenticated it ("key-1", ...); never the token itself
+    request_id: str = ""
     started: float = field(default_factory=time.perf_counter)
     model: str | None = None
     version: int | None = None
@@ -61,6 +65,14 @@ class Observers:
                 hook.on_end(ctx)
             except Exception:  # an observer must never break a request
                 log.exception("request hook %r failed", hook)
+
+
+@dataclass
+class Telemetry:
+    """What the observability routes read: the Prometheus metrics and the /stats windows."""
+
+    metrics: Any
+    stats: Any
 
 
 class LogThrottle:

@@ -1,0 +1,191 @@
+"""Prometheus metrics (`GET /metrics`), all named `ml_service_*`: histograms (not summaries) so replicas aggregate.
+
+Counted as they happen: requests and request durations (a request hook), batches and queue waits (a batch
+observer per model version), loads. Read at scrape time from the service's state: queue depth, in-flight
+requests, model states and memory, the process's RSS and CPU, and the GPUs through NVML when one is visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ml_service.observe import RequestContext
+from ml_service.registry import ModelEvents
+
+if TYPE_CHECKING:
+    from ml_service.service import InferenceService
+
+log = logging.getLogger(__name__)
+PREFIX = "ml_service"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: seconds, 1 ms to 30 s
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+#: error codes counted as rejections, by the reason label
+REJECTIONS = {"queue_full": "queue_full", "deadline_exceeded": "deadline", "rate_limited": "rate_limited",
+              "payload_too_large": "payload_too_large", "unauthorized": "unauthorized"}
+STATES = ("unloaded", "loading", "ready", "failed", "unloading")
+
+
+class _BatchMetrics:
+    """One model version's batch histograms, with their label children bound once."""
+
+    def __init__(self, m: Metrics, name: str, version: str) -> None:
+        self.size = m.batch_size.labels(name, version)
+        self.padded = m.batch_tokens.labels(name, version)
+        self.compute = m.batch_compute.labels(name, version)
+        self.wait = m.queue_wait.labels(name, version)
+
+    def batch(self, size: int, padded_tokens: int, compute_s: float, waits_s: list[float]) -> None:
+        self.size.observe(size)
+        self.padded.observe(padded_tokens)
+        self.compute.observe(compute_s)
+        for w in waits_s:
+            self.wait.observe(w)
+
+
+class Metrics(ModelEvents):
+    """The metrics of one app (its own registry, so several apps in one process do not collide)."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r, mv = self.registry, ["model", "version"]
+        self.requests = Counter(f"{PREFIX}_requests", "Requests answered, by protocol, status and model",
+                                ["protocol", "status", "model", "version"], registry=r)
+        self.duration = Histogram(f"{PREFIX}_request_duration_seconds", "Time from a request's arrival to its "
+                                  "answer", ["protocol", "model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.items = Counter(f"{PREFIX}_items", "Items (texts, images, rows) inferred", mv, registry=r)
+        self.rejections = Counter(f"{PREFIX}_rejections", "Requests refused, by reason", ["reason"], registry=r)
+        self.queue_wait = Histogram(f"{PREFIX}_queue_wait_seconds", "Time an item waited before its batch ran", mv,
+                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_compute = Histogram(f"{PREFIX}_batch_compute_seconds", "Time to compute one batch", mv,
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(f"{PREFIX}_batch_size", "Items in a batch", mv, buckets=SIZE_BUCKETS, registry=r)
+        self.batch_tokens = Histogram(f"{PREFIX}_batch_padded_tokens", "Padded tokens in a batch (text models)", mv,
+                                      buckets=TOKEN_BUCKETS, registry=r)
+        self.load_seconds = Histogram(f"{PREFIX}_model_load_seconds", "Time to load a model version", mv,
+                                      buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.load_failures = Counter(f"{PREFIX}_model_load_failures", "Failed loads", mv, registry=r)
+        ProcessCollector(namespace=PREFIX, registry=r)
+        r.register(_StateCollector(service))
+        r.register(GpuCollector())
+        self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    # -- ModelEvents -------------------------------------------------------------------------------
+    def loaded(self, name: str, version: int, seconds: float) -> None:
+        self.load_seconds.labels(name, str(version)).observe(seconds)
+
+    def load_failed(self, name: str, version: int) -> None:
+        self.load_failures.labels(name, str(version)).inc()
+
+    def batch_observer(self, name: str, version: int) -> _BatchMetrics:
+        return _BatchMetrics(self, name, str(version))
+
+    # -- the request hook --------------------------------------------------------------------------
+    def on_start(self, ctx: RequestContext) -> None:
+        pass
+
+    def on_end(self, ctx: RequestContext) -> None:
+        key = (ctx.protocol, ctx.status, ctx.model or "", str(ctx.version or ""))
+        children = self._children.get(key)
+        if children is None:  # labels() costs a lock and a lookup: cache the children per label set
+            with self._lock:
+                children = (self.requests.labels(key[0], str(key[1]), key[2], key[3]),
+                            self.duration.labels(key[0], key[2], key[3]))
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(ctx.elapsed_s)
+        if ctx.status == 200 and ctx.model is not None:
+            self.items.labels(ctx.model, str(ctx.version)).inc(ctx.items)
+        elif ctx.error in REJECTIONS:
+            self.rejections.labels(REJECTIONS[ctx.error]).inc()
+
+    def exposition(self) -> bytes:
+        """The text format, for `GET /metrics`."""
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    """Read at scrape time: queue depth, in-flight requests, model states and memory, the budget."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        mv = ["model", "version"]
+        queue = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Items queued and not yet answered", labels=mv)
+        flight = GaugeMetricFamily(f"{PREFIX}_in_flight_requests", "Requests holding the model now", labels=mv)
+        memory = GaugeMetricFamily(f"{PREFIX}_model_memory_bytes", "What a loaded model costs (measured at load)",
+                                   labels=mv)
+        state = GaugeMetricFamily(f"{PREFIX}_model_state", "1 for the state a model version is in", labels=[
+            *mv, "state"])
+        registry = self.service.registry
+        for name, entry in sorted(self.service.repository.entries.items()):
+            for v in sorted(entry.versions):
+                current, _, loaded = registry.state(name, v)
+                labels = [name, str(v)]
+                for s in STATES:
+                    state.add_metric([*labels, s], 1.0 if s == current else 0.0)
+                if loaded is not None:
+                    memory.add_metric(labels, loaded.memory_bytes)
+                    flight.add_metric(labels, loaded.in_flight)
+                    if loaded.batcher is not None:
+                        queue.add_metric(labels, loaded.batcher.pending)
+        yield from (queue, flight, memory, state)
+        yield GaugeMetricFamily(f"{PREFIX}_memory_budget_bytes", "The memory budget for loaded models",
+                                value=registry.budget_bytes)
+        yield GaugeMetricFamily(f"{PREFIX}_memory_used_bytes", "Memory held by loaded models and loads in progress",
+                                value=registry.used_bytes())
+        yield GaugeMetricFamily(f"{PREFIX}_ready", "1 once every preloaded model is loaded",
+                                value=1.0 if self.service.ready else 0.0)
+
+
+class GpuCollector(Collector):
+    """GPU utilization and memory per device through NVML; yields nothing (not zeros) without a GPU."""
+
+    def __init__(self) -> None:
+        self._nvml: Any = None
+        self._tried = False
+
+    def _init(self) -> Any:
+        if not self._tried:
+            self._tried = True
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                if pynvml.nvmlDeviceGetCount() > 0:
+                    self._nvml = pynvml
+            except Exception:  # no library, no driver, no device: no GPU metrics
+                self._nvml = None
+        return self._nvml
+
+    def collect(self) -> Iterator[Metric]:
+        nvml = self._init()
+        if nvml is None:
+            return
+        util = GaugeMetricFamily(f"{PREFIX}_gpu_utilization_ratio", "GPU busy time over the last sample period",
+                                 labels=["gpu"])
+        used = GaugeMetricFamily(f"{PREFIX}_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
+        total = GaugeMetricFamily(f"{PREFIX}_gpu_memory_total_bytes", "GPU memory in all", labels=["gpu"])
+        try:
+            for i in range(nvml.nvmlDeviceGetCount()):
+                handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                rates = nvml.nvmlDeviceGetUtilizationRates(handle)
+                mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+                util.add_metric([str(i)], rates.gpu / 100.0)
+                used.add_metric([str(i)], mem.used)
+                total.add_metric([str(i)], mem.total)
+        except Exception:
+            log.debug("reading the GPUs through NVML failed", exc_info=True)
+            return
+        yield from (util, used, total)
