@@ -161,6 +161,58 @@ def predict(
     typer.echo(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2).decode())
 
 
+@app.command()
+def stats(
+    url: Annotated[str, typer.Option(help="the server")] = "http://127.0.0.1:8001",
+    watch: Annotated[bool, typer.Option(help="refresh every 2 s until Ctrl-C")] = False,
+    token: Annotated[str | None, typer.Option(envvar="ML_SERVICE_TOKEN", help="bearer token (or $ML_SERVICE_TOKEN)")
+                     ] = None,
+) -> None:
+    """Latency percentiles, rates, batch size, queue and memory per model, from a running server's /stats."""
+    import time
+
+    import httpx
+    from rich.live import Live
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def table() -> Table:
+        try:
+            r = httpx.get(f"{url.rstrip('/')}/stats", headers=headers, timeout=10)
+        except httpx.HTTPError as exc:
+            raise typer.BadParameter(f"cannot reach {url}: {exc}") from None
+        if r.status_code != 200:
+            raise typer.BadParameter(f"{url}/stats answered {r.status_code}: {r.text[:200]}")
+        report = r.json()
+        t = Table(title=f"{url}  ready={report['ready']}  RSS {report['rss_mb']} MB / budget "
+                        f"{report['memory_budget_mb']} MB")
+        for col in ("model", "version", "state", "memory MB", "queue", "batch", "window", "requests", "req/s",
+                    "errors", "p50 ms", "p95 ms", "p99 ms"):
+            t.add_column(col, justify="left" if col in ("model", "state", "window") else "right")
+        for m in report["models"]:
+            for label in ("last_1m", "last_5m"):
+                w = m[label]
+                first = label == "last_1m"
+                t.add_row(m["model"] if first else "", m["version"] if first else "", m["state"] if first else "",
+                          _num(m["memory_mb"]) if first else "", str(m["queue_depth"]) if first else "",
+                          _num(m["mean_batch_size"]) if first else "", label[5:], str(w["requests"]),
+                          _num(w["rate_per_s"], 2), f"{100 * w['error_rate']:.1f}%", _num(w["p50_ms"]),
+                          _num(w["p95_ms"]), _num(w["p99_ms"]))
+        return t
+
+    if not watch:
+        console.print(table())
+        return
+    with Live(table(), console=console, refresh_per_second=1) as live:
+        while True:
+            time.sleep(2)
+            live.update(table())
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
 def main() -> None:
     app()
 

@@ -89,3 +89,16 @@ def test_validate_loads_what_it_checks(real_models: Path, tmp_path: Path) -> Non
     (repo / "copycat" / "model.toml").touch()
     r = run("models", "validate", str(repo / "copycat"))
     assert r.returncode == 1 and "alias 'task' is already claimed by model 'task-category'" in r.stdout
+
+
+def test_stats_prints_the_servers_windows(server) -> None:  # type: ignore[no-untyped-def]
+    with server.client() as c:
+        for _ in range(5):
+            assert c.post("/inference", json={"model_type": "bert", "data": {"text": "Buy milk"}}).status_code == 200
+    r = subprocess.run([EXE, "stats", "--url", server.url], capture_output=True, text=True, timeout=60,
+                       env={**__import__("os").environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if "text-embedding" in line and " 1m " in line)
+    assert "ready" in row and " 2 " in row  # version 2
+    r = subprocess.run([EXE, "stats", "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "cannot reach" in r.stdout + r.stderr
