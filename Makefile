@@ -7,7 +7,7 @@ MODEL_CACHE_DIR ?= $(CURDIR)/models
 export MODEL_CACHE_DIR
 SRC := ml-service
 
-.PHONY: venv models run test lint unit integration e2e clean browser
+.PHONY: venv models run test lint unit integration e2e clean browser redis fuzz
 
 venv: $(STAMP)
 
@@ -34,7 +34,13 @@ browser:
 		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) || \
 		echo "chromium could not be installed: the dashboard test will be skipped"
 
-test: lint browser
+# Debian's redis-server for the shared rate-limit tests (started by the suite on a free port)
+redis:
+	@command -v redis-server >/dev/null || ! command -v apt-get >/dev/null || \
+		(apt-get install -y -qq redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)) || \
+		echo "redis-server could not be installed: the Redis tests will be skipped"
+
+test: lint browser redis
 	cd $(SRC) && ../$(BIN)/python -m pytest -q
 
 unit: $(STAMP)
@@ -45,6 +51,10 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	cd $(SRC) && ../$(BIN)/python -m pytest -q tests/e2e
+
+# schemathesis over every operation with many more examples than `make test`, plus the property tests
+fuzz: $(STAMP)
+	cd $(SRC) && FUZZ_EXAMPLES=300 ../$(BIN)/python -m pytest -q tests/integration/test_fuzz.py tests/unit/test_properties.py
 
 clean:
 	rm -rf $(VENV) $(MODEL_CACHE_DIR)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,10 @@ def _docs_app(settings: Settings, service: InferenceService, routes: list[Route]
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.repository.scan()
+        keys = getattr(app.state, "keys", None)
+        if keys is not None:  # SIGHUP re-reads the secret file (only where the loop owns the signals)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
         task = asyncio.create_task(service.start())
         try:
             yield
@@ -81,6 +86,8 @@ class App(Router):
         hooks: tuple[RequestHook, ...] = (metrics, stats, *((RequestLog(),) if settings.request_log else ()))
         observers.hooks = (*hooks, *observers.hooks)
         super().__init__(table, self.docs, service, settings, observers, Telemetry(metrics, stats))
+        self.docs.state.keys = self.gate.keys
+        metrics.limiter = self.gate.limiter
 
 
 def create_app(settings: Settings | None = None, service: InferenceService | None = None,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,17 +41,46 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (default $ML_SERVICE_PORT, 8001)")] = None,
     model_dir: ModelDir = None,
     preload: Annotated[str | None, typer.Option(help="models to load at startup: a,b or *")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="serve a non-loopback address without a secret, "
+                                           "on purpose ($ML_SERVICE_ALLOW_INSECURE=1)")] = False,
 ) -> None:
-    """Start the HTTP server in the foreground."""
+    """Start the HTTP server in the foreground (SIGHUP re-reads ML_SERVICE_SECRET_FILE; SIGTERM drains)."""
     import uvicorn
 
     from ml_service.app import create_app
     from ml_service.observe.logs import configure
 
     settings = _settings(model_dir, host=host, port=port, preload=preload)
+    if not _loopback(settings.host) and not settings.api_keys_configured and not (insecure or settings.allow_insecure):
+        console.print(f"[red]refusing to serve on {settings.host} without a secret:[/red] anyone who can reach it "
+                      "could use the models. Set ML_SERVICE_SECRET (one or more comma-separated tokens) or "
+                      "ML_SERVICE_SECRET_FILE, bind 127.0.0.1, or pass --insecure (ML_SERVICE_ALLOW_INSECURE=1) on "
+                      "purpose.", soft_wrap=True)
+        raise typer.Exit(2)
     configure(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                log_level=settings.log_level.lower(), access_log=False)
+
+    class Server(uvicorn.Server):
+        """uvicorn, except that SIGTERM/SIGINT, once drained, exit 0 instead of re-raising the signal."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                            log_level=settings.log_level.lower(), access_log=False,
+                            timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None)
+    Server(config).run()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @models_app.command("list")
@@ -77,7 +109,7 @@ def models_validate(
 ) -> None:
     """Check model directories as the server would (manifest, files, aliases, then a real load with its
     warm-up and label checks); exit 1 if any is invalid."""
-    from ml_service.registry import ModelRegistry, _describe
+    from ml_service.registry import LoadFailure, ModelRegistry, _describe
     from ml_service.repository import ModelRepository
 
     root, only = (path.parent, path.name) if (path / "model.toml").exists() else (path, None)
@@ -95,6 +127,9 @@ def models_validate(
             for v in e.served_versions:
                 try:
                     registry.check(e, v)
+                except LoadFailure as exc:
+                    detail = f" ({_describe(exc.__cause__)})" if exc.__cause__ else ""
+                    problems.append(f"version {v} does not load: {exc.reason}{detail}")
                 except Exception as exc:
                     problems.append(f"version {v} does not load: {_describe(exc)}")
         if problems:

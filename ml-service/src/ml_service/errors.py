@@ -63,6 +63,13 @@ class Unauthorized(MLServiceError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
+class RateLimited(MLServiceError):
+    """Over the client's rate limit (headers: Retry-After and X-RateLimit-*)."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
 class MethodNotAllowed(MLServiceError):
     """The path exists but not for this method."""
 

@@ -35,6 +35,7 @@ from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
 from ml_service.settings import Settings
 from ml_service.tasks import TASKS, Classifier, ModelTask, PostStep, create_task
+from ml_service.tasks.base import LabelsMismatch
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,14 @@ State = Literal["unloaded", "loading", "ready", "failed", "unloading"]
 Key = tuple[str, int]
 _LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS growth is this model's
 RETRY_AFTER_S = 1
+
+
+class LoadFailure(Exception):
+    """Why a model did not load, as a fixed reason safe to show anyone; the details go to the log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def estimate_bytes(version: ModelVersion, working_set: int = 0) -> int:
@@ -211,8 +220,11 @@ class ModelRegistry:
                 model = await asyncio.to_thread(self._load_sync, entry, mv, need)
             except Exception as exc:
                 self.events.load_failed(entry.name, mv.number)
-                slot.state, slot.error = "failed", _describe(exc)
-                log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error)
+                cause = exc.__cause__ if isinstance(exc, LoadFailure) else exc
+                slot.state = "failed"
+                slot.error = exc.reason if isinstance(exc, LoadFailure) else "failed to load (see the service log)"
+                log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error,
+                          exc_info=cause)
                 raise ModelUnavailable(
                     f"model '{entry.name}' version {mv.number} failed to load: {slot.error}") from None
             except BaseException:
@@ -254,22 +266,39 @@ class ModelRegistry:
     def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int) -> LoadedModel:
         assert entry.manifest is not None
         manifest = entry.manifest.for_version(mv.number)
-        encoder = self._encoder_of(entry, mv.number)
+        try:
+            encoder = self._encoder_of(entry, mv.number)
+        except Exception as exc:
+            raise LoadFailure("its encoder is missing or is not an embedding model") from exc
+        path = entry.file(mv, manifest.file)
+        if not path.is_file():
+            raise LoadFailure("model file missing")
         with _LOAD_LOCK:
             before = rss_bytes()
-            runtime = create_runtime(entry.file(mv, manifest.file), manifest, self.options)
-            runtime.load()
+            runtime = create_runtime(path, manifest, self.options)
+            try:
+                runtime.load()
+            except Exception as exc:
+                raise LoadFailure("model file unreadable or corrupt") from exc
             try:
                 task = create_task(entry, mv, manifest)
-                task.load()
+                try:
+                    task.load()
+                except Exception as exc:
+                    raise LoadFailure("preprocessing files (tokenizer) unreadable or corrupt") from exc
                 workers = 1 if encoder else self.settings.workers(on_gpu=runtime.device == "cuda")
                 # every worker runs a full batch at once: the runtime's arena grows to its working size now
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(lambda _: task.validate(runtime), range(workers)))
+                try:
+                    with ThreadPoolExecutor(workers) as pool:
+                        list(pool.map(lambda _: task.validate(runtime), range(workers)))
+                except LabelsMismatch as exc:
+                    raise LoadFailure("labels do not match the model's outputs") from exc
+                except Exception as exc:
+                    raise LoadFailure("the model failed its warm-up run") from exc
             except BaseException:
                 runtime.unload()
                 raise
-            measured = rss_bytes() - before
+        measured = rss_bytes() - before
         memory = max(measured, estimate if not encoder else 0, 1)
         if encoder is not None:
             assert isinstance(task, Classifier)

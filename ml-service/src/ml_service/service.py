@@ -116,7 +116,7 @@ class InferenceService:
     async def infer(self, request: InferenceRequest, ctx: RequestContext | None = None) -> InferenceResult:
         """Check the items once, run them through the model's batcher, and time the answer."""
         t0 = time.perf_counter()
-        timeout = self.settings.request_timeout_s
+        timeout = (ctx.timeout_s if ctx is not None and ctx.timeout_s else None) or self.settings.request_timeout_s
         deadline = time.monotonic() + timeout
         spec = self.spec(request.model, request.version)
         items = request.items
@@ -125,6 +125,8 @@ class InferenceService:
         async with self.registry.use(spec.name, spec.version, deadline) as lease:
             task = lease.model.task
             task.check_count(len(items), request.where, most=request.max_items)
+            if ctx is not None and ctx.admit is not None:  # a rate limit counted in items
+                await ctx.admit(len(items))
             for i, item in enumerate(items):  # cheap type/size checks, so a bad item never fails a batch
                 task.check_item(item, request.label(i))
             chunk = min(task.limits.max_items, task.manifest.batching.max_queue_size)

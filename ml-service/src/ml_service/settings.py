@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     secret: str | None = Field(
         default=None, validation_alias=AliasChoices("ML_SERVICE_SECRET", "secret"), repr=False
     )
+    secret_file: Path | None = Field(default=None, description="tokens, one a line; re-read on SIGHUP")
+    allow_insecure: bool = Field(default=False, description="serve on a non-loopback address without a secret")
+    trusted_proxies: str = Field(default="", description="addresses/CIDRs whose X-Forwarded-For is believed")
+    rate_limit: str = Field(default="", description="per client, e.g. '20/second;600/minute'; empty: off")
+    rate_limit_cost: Literal["requests", "items"] = "requests"
+    rate_limit_fail: Literal["open", "closed"] = "open"
+    redis_url: str | None = Field(default=None, description="redis://host:port/db: one rate-limit budget for replicas")
+    shutdown_grace_s: float = Field(default=30.0, ge=0, description="SIGTERM: time for in-flight requests to finish")
     preload: str = ""
     memory_budget_mb: int = Field(default=4096, ge=1)
     eviction_idle_s: float = Field(default=2.0, ge=0, description="a model idle for less than this is not evicted")
@@ -44,12 +52,30 @@ class Settings(BaseSettings):
     def _blank_secret_is_none(cls, v: str | None) -> str | None:
         return v if v and v.strip() else None
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse_rate_limit(cls, v: str) -> str:
+        if v.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(v)
+            except ValueError:
+                raise ValueError(f"not a rate limit: {v!r}; write e.g. '600/minute' or '20/second;600/minute'"
+                                 ) from None
+        return v.strip()
+
     @property
     def api_keys(self) -> list[str]:
         """The accepted bearer tokens (ML_SERVICE_SECRET may hold several, comma-separated)."""
         if not self.secret:
             return []
         return [k.strip() for k in self.secret.split(",") if k.strip()]
+
+    @property
+    def api_keys_configured(self) -> bool:
+        """Auth is on: a secret or a secret file is set."""
+        return bool(self.api_keys) or self.secret_file is not None
 
     @property
     def preload_names(self) -> list[str]:

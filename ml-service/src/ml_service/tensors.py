@@ -70,7 +70,10 @@ def to_array(data: Any, datatype: str, shape: tuple[int, ...] | None, name: str)
             info = np.iinfo(target)
             if int(arr.min()) < info.min or int(arr.max()) > info.max:
                 raise InvalidInput(f"input '{name}' has values outside the range of {datatype}")
-    out = arr.astype(target)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(target)
+    if target.kind == "f" and arr.size and not np.isfinite(out).all() and np.isfinite(arr.astype(np.float64)).all():
+        raise InvalidInput(f"input '{name}' has values outside the range of {datatype}")
     return out.reshape(shape) if shape is not None else out
 
 

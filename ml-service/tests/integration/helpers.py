@@ -30,6 +30,7 @@ EMBED_MAX_ITEMS = 4
 MAX_BODY_BYTES = 4096
 IMAGE_MAX_BYTES = 6000
 FAIL_REASON = "weights file is corrupted"
+FAIL_SHOWN = "model file unreadable or corrupt"  # the fixed reason clients see; FAIL_REASON only in the log
 TEXT_INPUTS = [{"name": n, "dtype": "int64", "shape": [-1, -1]}
                for n in ("input_ids", "attention_mask", "token_type_ids")]
 

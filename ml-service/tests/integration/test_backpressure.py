@@ -80,3 +80,17 @@ def test_every_503_says_when_to_retry(tmp_path, make_model, fake_manifest, app_c
             r = client.post("/inference", json={"model_type": model, "data": {"inputs": ROW}})
             assert_error(r, 503, "model_unavailable")
             assert r.headers["retry-after"] == "1"
+
+
+def test_a_model_call_that_hangs_is_a_504_and_the_service_stays_healthy(tmp_path, make_model, fake_manifest,
+                                                                       app_client):
+    """Issue 11: a hanging model call is answered by the deadline; other models and the service carry on."""
+    make_model(tmp_path, "stuck", fake_manifest(delay_ms=3000))
+    make_model(tmp_path, "fine", fake_manifest())
+    with app_client(tmp_path, preload="stuck,fine", request_timeout_s=0.3) as client:
+        wait_ready(client)
+        r = client.post("/inference", json={"model_type": "stuck", "data": {"inputs": ROW}})
+        assert_error(r, 504, "deadline_exceeded")
+        assert client.post("/inference", json={"model_type": "fine", "data": {"inputs": ROW}}).status_code == 200
+        assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/health/ready").status_code == 200

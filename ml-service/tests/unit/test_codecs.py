@@ -189,6 +189,12 @@ def test_json_numbers_must_fit_the_datatype(data: list[Any], datatype: str, erro
         tensors.decode_json(data, datatype, (len(data),), "x")
 
 
+def test_json_numbers_out_of_a_float_types_range_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="outside the range of FP16"):
+        tensors.decode_json([1.0, 1e10], "FP16", (2,), "x")
+    assert tensors.decode_json([1e10], "FP32", (1,), "x")[0] == np.float32(1e10)
+
+
 def test_json_numbers_convert_without_loss() -> None:
     assert tensors.decode_json([1, 2.5], "FP16", (2,), "x").dtype == np.float16
     assert tensors.decode_json([[True], [False]], "BOOL", (2, 1), "x").tolist() == [[True], [False]]

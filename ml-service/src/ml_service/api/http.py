@@ -3,7 +3,6 @@ bearer check, and the one error renderer (each protocol's error shape comes from
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import orjson
 from starlette.types import Message, Receive
 
 from ml_service.codecs import embeddings, native, v2
-from ml_service.errors import ClientDisconnected, InvalidInput, MLServiceError, PayloadTooLarge, Unauthorized
+from ml_service.errors import ClientDisconnected, InvalidInput, MLServiceError, PayloadTooLarge
 from ml_service.observe import LogThrottle, RequestContext, Telemetry
 from ml_service.settings import Settings
 
@@ -99,32 +98,6 @@ class Call:
         if not value.isdigit() or int(value) < 1:
             raise InvalidInput(f"version must be a positive integer, got {value!r}")
         return int(value)
-
-
-class Auth:
-    """Bearer-token auth, on whenever ML_SERVICE_SECRET is set; constant-time against every key."""
-
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [k.encode() for k in keys]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._keys)
-
-    def check(self, headers: list[tuple[bytes, bytes]]) -> str | None:
-        """The caller's key id ("key-1", ...) or Unauthorized; None when auth is off."""
-        if not self._keys:
-            return None
-        value = next((v for k, v in headers if k == b"authorization"), b"")
-        scheme, _, token = value.partition(b" ")
-        token = token.strip()
-        match = 0
-        for i, key in enumerate(self._keys, 1):  # no early exit: the time says nothing about which key
-            if hmac.compare_digest(token, key):
-                match = i
-        if scheme.lower() != b"bearer" or not token or not match:
-            raise Unauthorized()
-        return f"key-{match}"
 
 
 def too_large(limit: int) -> PayloadTooLarge:

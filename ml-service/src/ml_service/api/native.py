@@ -20,8 +20,12 @@ async def inference(call: Call) -> Reply:
 
 
 async def health(call: Call) -> Reply:
-    """Overall status (`degraded` when a model or the preload failed) and each model's state."""
-    return json_reply(call.service.health())
+    """Overall status (`degraded` when a model or the preload failed) and, with a valid token when auth is on, each
+    model's state and the reasons."""
+    report = call.service.health()
+    if call.ctx.caller is None and call.service.settings.api_keys_configured:
+        return json_reply({"status": report["status"]})
+    return json_reply(report)
 
 
 async def live(call: Call) -> Reply:
@@ -55,7 +59,7 @@ async def unload(call: Call) -> Reply:
 
 ROUTES = [
     Route("POST", "/inference", inference, "native", "inference", body=s.InferenceBody,
-          response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True,
+          response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True, limited=True,
           tag="inference"),
     Route("GET", "/health", health, "native", "health", auth=False, response=s.Health, tag="health"),
     Route("GET", "/health/live", live, "native", "health_live", auth=False, response=s.Live, tag="health"),

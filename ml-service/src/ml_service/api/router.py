@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ml_service.api.gate import Gate
 from ml_service.api.http import (
-    Auth,
     Call,
     Reply,
     error_reply,
@@ -37,6 +37,7 @@ log = logging.getLogger("ml_service.api")
 Handler = Callable[[Call], Awaitable[Reply]]
 _PARAM = re.compile(r"\{(\w+)\}")
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Route:
     errors: tuple[int, ...] = ()
     query: tuple[Query, ...] = ()
     watch_disconnect: bool = False  # inference: a client that leaves cancels its work
+    limited: bool = False  # inference: rate limits and the client's deadline header apply
     tag: str = ""
 
     @property
@@ -117,7 +119,7 @@ class Router:
         self.service = service
         self.settings = settings
         self.observers = observers
-        self.auth = Auth(settings.api_keys)
+        self.gate = Gate(settings)
         self.limit = settings.max_body_bytes
         self._static: dict[tuple[str, str], Route] = {}
         self._dynamic: list[tuple[re.Pattern[str], Route]] = []
@@ -151,6 +153,12 @@ class Router:
                 exc = MethodNotAllowed(f"method {scope['method']} is not allowed here", sorted(set(allowed)))
                 await _send(send, error_reply(protocol_for_path(scope["path"]), exc))
                 return
+            if scope["path"] in _DOCS and self.gate.keys.enabled:  # the API's description needs the token too
+                try:
+                    self.gate.authenticate(RequestContext("native", "docs"), scope["headers"], required=True)
+                except MLServiceError as exc:
+                    await _send(send, error_reply("native", exc))
+                    return
             await self.fallback(scope, receive, send)
             return
         await self._serve(route, params, scope, receive, send)
@@ -170,9 +178,12 @@ class Router:
         ctx = RequestContext(route.protocol, route.name, request_id=self._request_id(headers))
         try:
             try:
-                if route.auth:
-                    ctx.caller = self.auth.check(headers)
+                token = self.gate.authenticate(ctx, headers, required=route.auth)
                 self.observers.start(ctx)
+                if route.limited:
+                    client = scope.get("client")
+                    await self.gate.limit(ctx, headers, client[0] if client else None, token)
+                    self.gate.deadline(ctx, headers)
                 body = await read_body(headers, receive, self.limit) if route.method == "POST" else b""
                 call = Call(params, scope["query_string"], headers, body, ctx, self.service, self.settings,
                             self.telemetry)
@@ -192,6 +203,8 @@ class Router:
                 reply = internal_error_reply(route.protocol)
             ctx.status = reply.status
             reply.headers["X-Request-ID"] = ctx.request_id
+            if ctx.headers:
+                reply.headers.update(ctx.headers)
             if not await _send(send, reply):
                 ctx.status, ctx.error = 499, "client_disconnected"
         finally:

@@ -100,9 +100,11 @@ class ModelHealth(BaseModel):
 
 
 class Health(BaseModel):
+    """Without a valid token when auth is on: `status` only."""
+
     status: Literal["ok", "degraded"]
-    ready: bool
-    models: dict[str, ModelHealth]
+    ready: bool | None = None
+    models: dict[str, ModelHealth] | None = None
     preload_errors: dict[str, str] | None = Field(default=None, description="preloaded models that failed, why")
 
 

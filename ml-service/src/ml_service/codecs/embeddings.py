@@ -58,6 +58,8 @@ def parse_request(body: Any, max_inputs: int) -> EmbeddingsRequest:
     else:
         raise BadRequest(f"'encoding_format' must be 'float' or 'base64', got {raw_fmt!r}")
     dims = body.get("dimensions")
+    if isinstance(dims, float) and dims.is_integer():  # 3.0 is an integer in JSON
+        dims = int(dims)
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
         raise BadRequest(f"'dimensions' must be a positive integer, got {dims!r}")
     return EmbeddingsRequest(model, texts, fmt, dims)

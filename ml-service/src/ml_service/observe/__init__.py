@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,9 @@ class RequestContext:
     status: int = 0
     error: str | None = None  # the error code when it failed
     timings_ms: dict[str, float] | None = None
+    timeout_s: float | None = None  # the client's own deadline (X-Request-Timeout-Ms), within the setting
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (rate-limit state)
+    admit: Callable[[int], Awaitable[None]] | None = None  # charge N items to the caller's rate limit
 
     @property
     def elapsed_s(self) -> float:

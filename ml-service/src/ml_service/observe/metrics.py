@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ml_service.observe import RequestContext
@@ -77,6 +77,8 @@ class Metrics(ModelEvents):
         ProcessCollector(namespace=PREFIX, registry=r)
         r.register(_StateCollector(service))
         r.register(GpuCollector())
+        self.limiter: Any = None  # the rate limiter, for its storage errors
+        r.register(_LimiterCollector(self))
         self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
         self._lock = threading.Lock()
 
@@ -147,6 +149,19 @@ class _StateCollector(Collector):
                                 value=registry.used_bytes())
         yield GaugeMetricFamily(f"{PREFIX}_ready", "1 once every preloaded model is loaded",
                                 value=1.0 if self.service.ready else 0.0)
+
+
+class _LimiterCollector(Collector):
+    """The rate limiter's store failures (Redis unreachable), when a rate limit is configured."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        limiter = self.metrics.limiter
+        if limiter is not None:
+            yield CounterMetricFamily(f"{PREFIX}_rate_limit_store_errors", "Rate-limit checks the store could not "
+                                      "answer (admitted when failing open)", value=limiter.storage_errors)
 
 
 class GpuCollector(Collector):

@@ -30,6 +30,10 @@ class Prepared:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class LabelsMismatch(RuntimeError):
+    """The labels file does not match the model's outputs."""
+
+
 class RequestBudget:
     """What one request may still spend in preprocessing, shared by its items across threads."""
 
@@ -118,12 +122,12 @@ class ModelTask(ABC):
         if labels:
             for spec in runtime.outputs:
                 if len(spec.shape) == 2 and spec.shape[-1] > 0 and spec.shape[-1] != len(labels):
-                    raise RuntimeError(f"output '{spec.name}' has {spec.shape[-1]} classes but the labels file "
-                                       f"has {len(labels)}")
+                    raise LabelsMismatch(f"output '{spec.name}' has {spec.shape[-1]} classes but the labels file "
+                                         f"has {len(labels)}")
         rows = self.run_local(runtime, self.warmup_items())
         probs = rows[0].get("probabilities") if rows else None
         if labels and probs is not None and probs.shape[-1] != len(labels):
-            raise RuntimeError(f"the model has {probs.shape[-1]} classes but the labels file has {len(labels)}")
+            raise LabelsMismatch(f"the model has {probs.shape[-1]} classes but the labels file has {len(labels)}")
 
     def run_local(self, runtime: Runtime, items: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         """Items through preprocess, the runtime and postprocess in this thread (warm-up, checks, tools)."""
@@ -157,4 +161,4 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["ItemResult", "ModelTask", "PostStep", "Prepared", "RequestBudget", "softmax"]
+__all__ = ["ItemResult", "LabelsMismatch", "ModelTask", "PostStep", "Prepared", "RequestBudget", "softmax"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from ml_service.dataplane import OutputInfo
 from ml_service.runtime.base import Runtime
-from ml_service.tasks.base import ModelTask, PostStep, Prepared, softmax
+from ml_service.tasks.base import LabelsMismatch, ModelTask, PostStep, Prepared, softmax
 
 #: The item output an encoder gives and a head reads.
 ENCODER_OUTPUT = "embedding"
@@ -56,4 +56,4 @@ class Classifier(ModelTask):
         rows = self.post_step(runtime)([{ENCODER_OUTPUT: np.zeros(dim, dtype=np.float32)}])
         n, labels = rows[0]["probabilities"].shape[-1], self.entry.labels or []
         if labels and n != len(labels):
-            raise RuntimeError(f"the model has {n} classes but the labels file has {len(labels)}")
+            raise LabelsMismatch(f"the model has {n} classes but the labels file has {len(labels)}")
