@@ -60,7 +60,7 @@ clean:
 	rm -rf $(VENV) $(MODEL_CACHE_DIR)
 
 # Benchmarks (need wrk: apt-get install wrk). Results and the command go to docs/benchmarks.md by hand.
-.PHONY: bench bench-limit bench-peers bench-fairness
+.PHONY: bench bench-limit bench-peers bench-fairness soak
 bench-limit: models
 	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR)
 
@@ -70,6 +70,10 @@ bench: models
 # one-sentence latency while a client sends 2,048-input requests (add ,ml-service@<rev> to compare a revision)
 bench-fairness: models
 	$(BIN)/python bench/fairness.py --systems ml-service --model-dir $(MODEL_CACHE_DIR)
+
+# twice the measured capacity, open loop, 5 minutes: shedding, RSS, one answer per request (not in `make test`)
+soak: models
+	$(BIN)/python bench/soak.py --model-dir $(MODEL_CACHE_DIR)
 
 bench-peers: models
 	bench/setup_peers.sh
