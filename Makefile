@@ -11,22 +11,28 @@ SRC := ml-service
 
 venv: $(STAMP)
 
-$(STAMP): $(SRC)/pyproject.toml $(SRC)/constraints.txt
+$(STAMP): $(SRC)/pyproject.toml $(SRC)/constraints.txt backend/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c $(SRC)/constraints.txt -e '$(SRC)[dev,build]'
+	$(BIN)/pip install -q -c $(SRC)/constraints.txt -e '$(SRC)[dev,build]' -e 'backend[dev]'
 	touch $(STAMP)
 
 # Builds only what is missing or out of date (the build writes a stamp per model).
 models: $(STAMP)
 	$(BIN)/ml-service models build --model-dir $(MODEL_CACHE_DIR)
 
+# ml-service on :8001 and the app's backend on :8000; Ctrl-C stops both
 run: models
-	$(BIN)/ml-service serve --host 127.0.0.1 --port 8001 --model-dir $(MODEL_CACHE_DIR) --preload '*'
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/ml-service serve --host 127.0.0.1 --port 8001 --model-dir $(MODEL_CACHE_DIR) --preload '*' & \
+	(cd backend && ML_SERVICE_URL=$${ML_SERVICE_URL:-http://127.0.0.1:8001} ../$(BIN)/uvicorn app.main:app \
+		--host 127.0.0.1 --port 8000) & \
+	wait
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)/src $(SRC)/tests
 	$(BIN)/mypy --config-file $(SRC)/pyproject.toml $(SRC)/src
+	cd backend && ../$(BIN)/ruff check app tests && ../$(BIN)/mypy app
 
 # The dashboard test drives Debian's chromium; installed here when missing (root with apt-get), else it is skipped.
 browser:
@@ -42,6 +48,7 @@ redis:
 
 test: lint browser redis
 	cd $(SRC) && ../$(BIN)/python -m pytest -q
+	cd backend && ../$(BIN)/python -m pytest -q
 
 unit: $(STAMP)
 	cd $(SRC) && ../$(BIN)/python -m pytest -q tests/unit

@@ -1,0 +1,50 @@
+"""The backend's settings, from the environment (built once in `main.create_app` and passed in)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Source = Literal["ml-service", "openai"]
+
+
+class Settings(BaseSettings):
+    """Names as the deployment guide has them (`ML_SERVICE_URL`, `OPENAI_API_KEY`, ...)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    ml_service_url: str = "http://ml-service:8001"
+    ml_service_secret: str | None = Field(default=None, repr=False)
+    ml_service_timeout_s: float = Field(default=5.0, gt=0, description="a call's whole time budget, retries included")
+    ml_service_retries: int = Field(default=2, ge=0, description="retries on connection errors, 503 and 429")
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open the circuit")
+    breaker_cooldown_s: float = Field(default=10.0, gt=0, description="open circuit: time before one probe call")
+    openai_api_key: str | None = Field(default=None, repr=False)
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = Field(default=20.0, gt=0)
+    fallback_order: str = Field(default="ml-service,openai", description="ml-service,openai | ml-service | openai")
+    database_url: str = "sqlite+aiosqlite:///./household.db"
+    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    log_level: str = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("ml_service_secret", "openai_api_key")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v if v and v.strip() else None
+
+    @field_validator("fallback_order")
+    @classmethod
+    def _order(cls, v: str) -> str:
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        if not parts or any(p not in ("ml-service", "openai") for p in parts) or len(set(parts)) != len(parts):
+            raise ValueError("fallback_order must be 'ml-service,openai', 'ml-service' or 'openai'")
+        return ",".join(parts)
+
+    @property
+    def sources(self) -> list[Source]:
+        """Who answers the ML features, in order."""
+        return [p for p in self.fallback_order.split(",") if p in ("ml-service", "openai")]  # type: ignore[misc]

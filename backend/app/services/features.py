@@ -1,0 +1,135 @@
+"""The ML features, each answered by ml-service or, failing that, the managed fallback (usable without HTTP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Source
+from app.db import Task
+from app.services import recommend as rec
+from app.services.container import Services
+from app.services.imagemap import category_of
+from app.services.ml_client import MLServiceError, MLServiceUnavailable
+from app.services.router import NoSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scored:
+    label: str
+    score: float
+    source: Source
+
+
+async def categorize(s: Services, text: str, sanitizer: Any) -> Scored:
+    async def ml() -> tuple[str, float]:
+        out = (await s.ml.classify_text("task-category", [text], top_k=1))[0]
+        return out["label"], float(out["score"])
+
+    async def managed() -> tuple[str, float]:
+        out = await s.ai.categorize(text, sanitizer)
+        return out.category, out.score
+
+    (label, score), source = await s.router.run(ml, managed)
+    return Scored(label, score, source)
+
+
+async def intent(s: Services, text: str, sanitizer: Any) -> Scored:
+    async def ml() -> tuple[str, float]:
+        out = (await s.ml.classify_text("intent-classifier", [text], top_k=1))[0]
+        return out["label"], float(out["score"])
+
+    async def managed() -> tuple[str, float]:
+        out = await s.ai.intent(text, sanitizer)
+        return out.intent, out.score
+
+    (label, score), source = await s.router.run(ml, managed)
+    return Scored(label, score, source)
+
+
+def _vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
+
+
+async def embed_missing(s: Services, db: AsyncSession, tasks: list[Task]) -> None:
+    """Give tasks whose embedding is missing or stale one (ml-service only; raises MLServiceUnavailable)."""
+    stale = [t for t in tasks if t.embedding is None or t.embedded_text != t.text]
+    if not stale:
+        return
+    vectors = await s.ml.embed([t.text for t in stale])
+    for t, v in zip(stale, vectors, strict=True):
+        t.embedding, t.embedded_text = np.asarray(v, dtype="<f4").tobytes(), t.text
+    await db.commit()
+
+
+async def similar(s: Services, db: AsyncSession, text: str, limit: int, sanitizer: Any
+                  ) -> tuple[list[tuple[Task, float]], Source]:
+    """The household's tasks most like `text`: cosine over stored embeddings (10,000 tasks: one 10,000 x 384
+    matrix-vector product, ~1 ms, and 15 MB of embeddings read), or the fallback's ranking of their titles."""
+    tasks = list((await db.execute(select(Task).order_by(Task.id))).scalars().all())
+    if not tasks:
+        return [], s.router.order[0]
+
+    async def ml() -> list[tuple[Task, float]]:
+        await embed_missing(s, db, tasks)
+        query = np.asarray((await s.ml.embed([text]))[0], dtype=np.float32)
+        matrix = np.stack([_vector(t.embedding) for t in tasks if t.embedding is not None])
+        scores = matrix @ query
+        order = np.argsort(-scores)[:limit]
+        return [(tasks[i], float(scores[i])) for i in order]
+
+    async def managed() -> list[tuple[Task, float]]:
+        picked = await s.ai.similar(text, [t.title for t in tasks], limit, sanitizer)
+        return [(tasks[i], 1.0 - rank / max(1, len(picked))) for rank, i in enumerate(picked)]
+
+    return await s.router.run(ml, managed)
+
+
+async def recommend(s: Services, db: AsyncSession, limit: int, sanitizer: Any
+                    ) -> tuple[list[rec.Recommendation], Source]:
+    tasks = list((await db.execute(select(Task).order_by(Task.id))).scalars().all())
+    now = dt.datetime.now(dt.UTC)
+
+    async def ml() -> list[rec.Recommendation]:
+        await embed_missing(s, db, tasks)
+        if s.catalog_embeddings is None:
+            s.catalog_embeddings = np.asarray(await s.ml.embed([c.title for c in s.catalog]), dtype=np.float32)
+        household = [rec.HouseholdTask(t.title, t.category, _vector(t.embedding), t.done, _aware(t.done_at))
+                     for t in tasks if t.embedding is not None]
+        return rec.rank(s.catalog, s.catalog_embeddings, household, now, limit)
+
+    async def managed() -> list[rec.Recommendation]:
+        picks = await s.ai.recommend([t.title for t in tasks], [c.title for c in s.catalog], limit, sanitizer)
+        return [rec.Recommendation(s.catalog[p.index].title, s.catalog[p.index].category, s.catalog[p.index].every_days,
+                                   1.0 - k / max(1, len(picks)), p.reason) for k, p in enumerate(picks)]
+
+    return await s.router.run(ml, managed)
+
+
+async def classify_image(s: Services, image: bytes, top_k: int = 5) -> dict[str, Any]:
+    """ml-service only: photos never leave the house (there is no fallback for them)."""
+    try:
+        out = await s.ml.classify_image(image, top_k)
+    except MLServiceUnavailable as exc:
+        raise NoSource(f"image classification needs ml-service, which is unavailable ({exc}); photos are never "
+                       "sent to the managed API") from None
+    category = next((c for t in out["top_k"] if (c := category_of(t["label"])) is not None), None)
+    return {"label": out["label"], "score": out["score"], "top_k": out["top_k"], "category": category,
+            "source": "ml-service"}
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes: they were stored in UTC."""
+    return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
+
+
+__all__ = ["MLServiceError", "Scored", "categorize", "classify_image", "embed_missing", "intent", "recommend",
+           "similar"]

@@ -1,0 +1,120 @@
+"""Retries and a circuit breaker for calls to ml-service.
+
+A small module of our own rather than `tenacity`: what we need is one loop that honours `Retry-After`, stays
+within the call's time budget, retries only connection errors, 503 and 429, and reports to the breaker once
+per call; tenacity would need all of that written as callbacks around it, and it has no breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class CircuitOpen(Exception):
+    """The breaker is open: the call was not even tried."""
+
+
+class Retryable(Exception):
+    """A failure worth trying again (connection error, 503, 429), with the server's Retry-After if it gave one."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class CircuitBreaker:
+    """Opens after `failures` consecutive failed calls; after `cooldown_s` lets one probe through (half-open): its
+    success closes the circuit, its failure opens it again. While open, calls fail at once (no latency)."""
+
+    def __init__(self, failures: int = 5, cooldown_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = failures
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.cooldown_s else "open"
+
+    def before(self) -> None:
+        """Raise CircuitOpen unless a call may go through now."""
+        state = self.state
+        if state == "open" or (state == "half-open" and self._probing):
+            raise CircuitOpen("ml-service's circuit is open")
+        if state == "half-open":
+            self._probing = True
+
+    def success(self) -> None:
+        self.failures, self.opened_at, self._probing = 0, None, False
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self._probing or self.failures >= self.threshold:
+            self.opened_at = self.clock()
+        self._probing = False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by attempts and by the call's time budget."""
+
+    retries: int = 2
+    base_s: float = 0.1
+    max_s: float = 2.0
+
+    def delay(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return retry_after_s
+        return random.uniform(0, min(self.max_s, self.base_s * 2 ** attempt))  # noqa: S311 - jitter, not crypto
+
+
+async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, breaker: CircuitBreaker,
+                            budget_s: float, sleep: Callable[[float], Awaitable[None]] | None = None) -> T:
+    """Run `fn` through the breaker, retrying `Retryable` failures while the budget allows. Anything else that
+    `fn` raises (a 4xx that is not 429: the request itself is wrong) is not retried and does not count against
+    the circuit."""
+    breaker.before()
+    deadline = time.monotonic() + budget_s
+    attempt = 0
+    while True:
+        try:
+            result = await fn()
+        except asyncio.CancelledError:
+            raise
+        except Retryable as exc:
+            wait = policy.delay(attempt, exc.retry_after_s)
+            if attempt >= policy.retries or time.monotonic() + wait >= deadline:
+                breaker.failure()
+                raise
+            attempt += 1
+            await (sleep or asyncio.sleep)(wait)
+            continue
+        except Exception as exc:
+            if _is_failure(exc):
+                breaker.failure()
+            else:
+                breaker.success()  # the service answered (a client error is not an outage)
+            raise
+        breaker.success()
+        return result
+
+
+def _is_failure(exc: BaseException) -> bool:
+    """Timeouts and server errors count against the circuit; cancellation and client errors do not."""
+    return isinstance(exc, (TimeoutError, ServerFailure))
+
+
+class ServerFailure(Exception):
+    """ml-service answered with a 5xx other than 503 (not retried, but an outage for the breaker)."""

@@ -1,0 +1,99 @@
+"""e2e: the real ml-service (real models) and the real backend, each `uvicorn` on an ephemeral port, and the fake
+managed API; started and stopped by these fixtures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+BACKEND = Path(__file__).resolve().parents[2]
+REPO = BACKEND.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, ready_url: str, log: Path) -> None:
+        self.args, self.env, self.cwd, self.ready_url, self.log = args, env, cwd, ready_url, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> Proc:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, env={**os.environ, **self.env}, cwd=self.cwd, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args[0]} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.ready_url, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def real_models() -> Path:
+    from ml_service.modelbuild import build_all, missing_models
+
+    root = Path(os.environ.get("MODEL_CACHE_DIR", REPO / "models"))
+    if missing_models(root):
+        build_all(root)
+    return root
+
+
+def ml_service_proc(models: Path, port: int, tmp: Path) -> Proc:
+    return Proc([str(BIN / "ml-service"), "serve", "--port", str(port)],
+                {"MODEL_CACHE_DIR": str(models), "ML_SERVICE_PRELOAD": "*", "ML_SERVICE_SECRET": "ml-secret"},
+                REPO, f"http://127.0.0.1:{port}/health/ready", tmp / f"ml-service-{port}.log")
+
+
+def backend_proc(ml_port: int, tmp: Path, **env: str) -> Proc:
+    port = free_port()
+    full = {"ML_SERVICE_URL": f"http://127.0.0.1:{ml_port}", "ML_SERVICE_SECRET": "ml-secret",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / f'household-{port}.db'}", "OPENAI_API_KEY": "",
+            "BREAKER_COOLDOWN_S": "2", "ML_SERVICE_TIMEOUT_S": "3", **env}
+    return Proc([str(BIN / "uvicorn"), "app.main:app", "--port", str(port)], full, BACKEND,
+                f"http://127.0.0.1:{port}/health", tmp / f"backend-{port}.log")
+
+
+@pytest.fixture(scope="session")
+def ml_service(real_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    proc = ml_service_proc(real_models, port, tmp_path_factory.mktemp("ml")).start()
+    yield port
+    proc.stop()
+
+
+@pytest.fixture
+def backend(ml_service: int, tmp_path: Path) -> Iterator[httpx.Client]:
+    proc = backend_proc(ml_service, tmp_path).start()
+    with httpx.Client(base_url=proc.ready_url.rsplit("/", 1)[0], timeout=60) as client:
+        yield client
+    proc.stop()

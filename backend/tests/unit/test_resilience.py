@@ -1,0 +1,134 @@
+"""Retries, backoff and the circuit breaker of the ML client, against httpx.MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from app.services.ml_client import MLServiceClient, MLServiceRejected, MLServiceUnavailable
+from app.services.resilience import CircuitBreaker, RetryPolicy
+
+OK = {"model": "text-embedding", "version": "2", "outputs": [{"embedding": [0.1, 0.2]}], "timings_ms": {}}
+
+
+class Script:
+    """A transport answering a scripted list of responses (or exceptions), recording each request."""
+
+    def __init__(self, *steps: Any) -> None:
+        self.steps = list(steps)
+        self.calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        step = self.steps.pop(0) if self.steps else self.steps_default
+        if isinstance(step, Exception):
+            raise step
+        status, body, headers = step
+        return httpx.Response(status, json=body, headers=headers)
+
+    steps_default: Any = (200, OK, {})
+
+
+def client(settings_for: Any, script: Script, breaker: CircuitBreaker | None = None,
+           retries: int = 2) -> MLServiceClient:
+    settings = settings_for(ml_service_secret="tok")
+    http = MLServiceClient.make_http(settings, transport=httpx.MockTransport(script))
+    return MLServiceClient(settings, http, breaker or CircuitBreaker(3, 10.0), RetryPolicy(retries, 0.01, 0.05))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_retries_503_and_429_honouring_retry_after(settings_for: Any, monkeypatch: Any) -> None:
+    waits: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        waits.append(s)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    script = Script((503, {"error": {}}, {"Retry-After": "0.2"}), (429, {"error": {}}, {"Retry-After": "0.1"}),
+                    (200, OK, {}))
+    out = run(client(settings_for, script).embed(["a"]))
+    assert out == [[0.1, 0.2]] and script.calls == 3
+    assert waits == [0.2, 0.1]
+
+
+def test_connection_errors_are_retried_then_unavailable(settings_for: Any) -> None:
+    script = Script(*[httpx.ConnectError("refused")] * 5)
+    with pytest.raises(MLServiceUnavailable, match="cannot reach"):
+        run(client(settings_for, script).embed(["a"]))
+    assert script.calls == 3  # the first try and two retries
+
+
+def test_other_4xx_are_not_retried_and_say_why(settings_for: Any) -> None:
+    script = Script((422, {"error": {"code": "invalid_input", "message": "data.text must be a string"}}, {}))
+    with pytest.raises(MLServiceRejected) as info:
+        run(client(settings_for, script).inference("bert", {"text": 1}))
+    assert script.calls == 1 and info.value.status == 422 and "must be a string" in info.value.message
+
+
+def test_a_retry_after_beyond_the_budget_is_not_waited_for(settings_for: Any) -> None:
+    script = Script((503, {"error": {}}, {"Retry-After": "30"}), (200, OK, {}))
+    with pytest.raises(MLServiceUnavailable):
+        run(client(settings_for, script).embed(["a"]))
+    assert script.calls == 1  # 30 s is past the 2 s budget: fail at once (and let the fallback answer)
+
+
+def test_the_breaker_opens_fails_fast_and_probes_after_the_cooldown(settings_for: Any) -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failures=3, cooldown_s=10.0, clock=lambda: now[0])
+    script = Script(*[(500, {"error": {}}, {})] * 3)
+    c = client(settings_for, script, breaker, retries=0)
+    for _ in range(3):
+        with pytest.raises(MLServiceUnavailable):
+            run(c.embed(["a"]))
+    assert breaker.state == "open" and script.calls == 3
+    with pytest.raises(MLServiceUnavailable, match="circuit is open"):
+        run(c.embed(["a"]))
+    assert script.calls == 3  # not even tried: no latency while ml-service is down
+    now[0] = 11.0
+    assert breaker.state == "half-open"
+    assert run(c.embed(["a"])) == [[0.1, 0.2]]  # the probe succeeds: closed again
+    assert breaker.state == "closed" and script.calls == 4
+
+
+def test_a_failed_probe_opens_the_circuit_again(settings_for: Any) -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failures=1, cooldown_s=5.0, clock=lambda: now[0])
+    script = Script(httpx.ConnectError("down"), httpx.ConnectError("still down"))
+    c = client(settings_for, script, breaker, retries=0)
+    with pytest.raises(MLServiceUnavailable):
+        run(c.embed(["a"]))
+    now[0] = 6.0
+    with pytest.raises(MLServiceUnavailable):
+        run(c.embed(["a"]))
+    assert breaker.state == "open" and breaker.opened_at == 6.0
+
+
+def test_client_errors_do_not_open_the_circuit(settings_for: Any) -> None:
+    breaker = CircuitBreaker(failures=2, cooldown_s=5.0)
+    script = Script(*[(422, {"error": {"code": "invalid_input", "message": "x"}}, {})] * 3)
+    c = client(settings_for, script, breaker)
+    for _ in range(3):
+        with pytest.raises(MLServiceRejected):
+            run(c.inference("bert", {}))
+    assert breaker.state == "closed"
+
+
+def test_the_token_and_the_body_are_sent(settings_for: Any) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"outputs": [{"label": "garden", "score": 0.9, "top_k": []}]})
+
+    settings = settings_for(ml_service_secret="tok")
+    c = MLServiceClient(settings, MLServiceClient.make_http(settings, transport=httpx.MockTransport(handler)))
+    out = run(c.classify_text("task-category", ["Mow the lawn"], top_k=2))
+    assert out[0]["label"] == "garden"
+    assert seen[0].headers["authorization"] == "Bearer tok" and seen[0].url.path == "/inference"
+    assert b'"top_k":2' in seen[0].content.replace(b" ", b"")
