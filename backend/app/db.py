@@ -51,7 +51,11 @@ class Task(Base):
     @property
     def text(self) -> str:
         """What is embedded: the title, and the notes when there are any."""
-        return f"{self.title}. {self.notes}" if self.notes else self.title
+        return self.text_of(self.title, self.notes)
+
+    @staticmethod
+    def text_of(title: str, notes: str | None) -> str:
+        return f"{title}. {notes}" if notes else title
 
 
 class Database:
