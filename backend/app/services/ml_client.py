@@ -68,10 +68,12 @@ class MLServiceClient:
         async def once() -> Any:
             try:
                 response = await self.http.request(method, path, json=json)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout) as exc:
+            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent
                 raise Retryable(f"cannot reach ml-service: {type(exc).__name__}") from exc
-            except httpx.TimeoutException as exc:
+            except httpx.TimeoutException as exc:  # sent, no answer in time: not tried again within the budget
                 raise TimeoutError("ml-service did not answer in time") from exc
+            except httpx.TransportError as exc:  # refused, reset, dropped mid-answer: inference is safe to repeat
+                raise Retryable(f"cannot reach ml-service: {type(exc).__name__}") from exc
             if response.status_code in (429, 503):
                 raise Retryable(f"ml-service answered {response.status_code}", _retry_after(response))
             if response.status_code >= 500:

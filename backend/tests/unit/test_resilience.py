@@ -64,6 +64,11 @@ def test_connection_errors_are_retried_then_unavailable(settings_for: Any) -> No
     assert script.calls == 3  # the first try and two retries
 
 
+def test_a_connection_dropped_mid_answer_is_retried(settings_for: Any) -> None:
+    script = Script(httpx.ReadError("connection reset"), httpx.RemoteProtocolError("closed"), (200, OK, {}))
+    assert run(client(settings_for, script).embed(["a"])) == [[0.1, 0.2]] and script.calls == 3
+
+
 def test_other_4xx_are_not_retried_and_say_why(settings_for: Any) -> None:
     script = Script((422, {"error": {"code": "invalid_input", "message": "data.text must be a string"}}, {}))
     with pytest.raises(MLServiceRejected) as info:

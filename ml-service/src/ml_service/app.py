@@ -41,12 +41,16 @@ def _docs_app(settings: Settings, service: InferenceService, routes: list[Route]
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
         task = asyncio.create_task(service.start())
+        poll = (asyncio.create_task(service.rollout.poll(settings.repository_poll_s))
+                if settings.repository_poll_s > 0 else None)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            for t in (task, poll):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t
             await service.stop()
 
     app = FastAPI(title="ml-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)

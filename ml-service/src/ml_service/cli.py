@@ -6,6 +6,8 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -139,6 +141,59 @@ def models_validate(
             console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, served {e.served_versions}",
                           soft_wrap=True)
     raise typer.Exit(1 if bad else 0)
+
+
+@models_app.command("add")
+def models_add(
+    name: Annotated[str, typer.Argument(help="the model's name in the repository")],
+    path: Annotated[Path, typer.Argument(help="a version directory (its files), or a model directory with model.toml")],
+    version: Annotated[int | None, typer.Option(help="the version number (default: the highest + 1)")] = None,
+    model_dir: ModelDir = None,
+) -> None:
+    """Publish a model version atomically: copied beside its final place, then renamed into it, so a running
+    service never sees it half-written. The service picks it up on its next re-read (or `models reload`)."""
+    import shutil
+
+    from ml_service.manifest import NAME_PATTERN
+
+    if not re.fullmatch(NAME_PATTERN, name):
+        console.print(f"[red]{name!r} is not a valid model name[/red]")
+        raise typer.Exit(2)
+    root = _settings(model_dir).model_cache_dir
+    target = root / name
+    source = path / "1" if (path / "model.toml").exists() and (path / "1").is_dir() else path
+    if not source.is_dir():
+        console.print(f"[red]{path} is not a directory[/red]")
+        raise typer.Exit(2)
+    existing = [int(p.name) for p in target.iterdir() if p.is_dir() and p.name.isdigit()] if target.is_dir() else []
+    number = version or max(existing, default=0) + 1
+    if number in existing:
+        console.print(f"[red]{name} already has a version {number}[/red]")
+        raise typer.Exit(1)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target / f".incoming-{number}-{os.getpid()}"
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("model.toml", "labels.txt", ".build.json"))
+    if (path / "model.toml").exists() and not (target / "model.toml").exists():  # a new model: its files too
+        for extra in ("model.toml", "labels.txt"):
+            if (path / extra).exists():
+                shutil.copy2(path / extra, target / f".incoming-{extra}")
+                os.replace(target / f".incoming-{extra}", target / extra)
+    os.replace(staging, target / str(number))
+    console.print(f"published {name} version {number} in {target}")
+
+
+@models_app.command("reload")
+def models_reload(
+    url: Annotated[str, typer.Option(help="the server")] = "http://127.0.0.1:8001",
+    token: Annotated[str | None, typer.Option(envvar="ML_SERVICE_TOKEN", help="bearer token")] = None,
+) -> None:
+    """Ask a running server to re-read its repository now."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = httpx.post(f"{url.rstrip('/')}/models/reload", headers=headers, timeout=300)
+    typer.echo(r.text)
+    raise typer.Exit(0 if r.status_code == 200 else 1)
 
 
 @models_app.command("build")

@@ -16,6 +16,7 @@ from ml_service.errors import DeadlineExceeded, ModelUnavailable
 from ml_service.observe import RequestContext
 from ml_service.registry import Lease, ModelRegistry
 from ml_service.repository import ModelEntry, ModelRepository
+from ml_service.rollout import Rollout
 from ml_service.settings import Settings
 from ml_service.tasks import task_signature
 
@@ -46,6 +47,7 @@ class InferenceService:
         self.settings = settings
         self.repository = ModelRepository(settings.model_cache_dir)
         self.registry = ModelRegistry(self.repository, settings)
+        self.rollout = Rollout(self)
         self.preload_errors: dict[str, str] = {}
         self.preloaded = False
         self._specs: dict[tuple[str, int], tuple[ModelEntry, ModelSpec]] = {}
@@ -56,6 +58,7 @@ class InferenceService:
         stays false (with the reason on /health) while any of them failed."""
         if not self.repository.entries:
             self.repository.scan()
+        self.rollout.adopt()
         entries = self.repository.entries
         log.info("model repository %s: %d valid model(s) %s, %d invalid %s", self.settings.model_cache_dir,
                  sum(e.valid for e in entries.values()), sorted(n for n, e in entries.items() if e.valid),
@@ -68,8 +71,8 @@ class InferenceService:
             names = [n for n, e in self.repository.entries.items() if e.valid]
         for name in names:
             try:
-                entry = self.repository.get(name)
-                await self.registry.load(entry.name, entry.version(None).number)  # the default version
+                spec = self.spec(name)
+                await self.registry.load(spec.name, spec.version)  # the default version
                 self.preload_errors.pop(name, None)
             except Exception as exc:  # one bad model never stops the others
                 reason = getattr(exc, "message", None) or str(exc)
@@ -87,15 +90,16 @@ class InferenceService:
         """Preloading is done and every model it named is loaded."""
         return self.preloaded and not self.preload_errors
 
-    def rescan(self) -> None:
-        """Re-read the repository from disk (explicit reloads only; requests use the scanned state)."""
-        self.repository.scan()
+    async def rescan(self) -> dict[str, Any]:
+        """Re-read the repository now and apply its changes (new versions go live once loaded; see rollout.py)."""
+        return await self.rollout.reload(retry_failed=True)
 
     # -- metadata ----------------------------------------------------------------------------------
     def spec(self, name: str, version: str | int | None = None) -> ModelSpec:
         """A served model version by name or alias (the default version when none is pinned)."""
         entry = self.repository.get(name)
-        number = entry.version(version).number
+        pinned = self.rollout.default(entry) if version is None or version == "" else None
+        number = pinned if pinned is not None else entry.version(version).number
         cached = self._specs.get((entry.name, number))
         if cached is not None and cached[0] is entry:
             return cached[1]
@@ -176,7 +180,7 @@ class InferenceService:
     async def load(self, name: str, version: int | None = None, rescan: bool = False) -> tuple[str, list[int]]:
         """Load one version, or every served version, retrying failed loads; returns (name, versions)."""
         if rescan:
-            self.rescan()
+            await self.rescan()
         entry = self.repository.get(name)
         versions = [entry.version(version).number] if version is not None else entry.served_versions
         if not versions:
@@ -253,7 +257,8 @@ class InferenceService:
                 "alias_conflicts": entry.alias_conflicts,
                 "versions": [v["version"] for v in versions],
                 "served_versions": [str(v) for v in entry.served_versions],
-                "default_version": str(entry.served_versions[-1]) if entry.served_versions else None,
+                "default_version": str(self.rollout.default(entry) or entry.served_versions[-1])
+                if entry.served_versions else None,
                 "state": _overall(states) if entry.valid else "failed",
                 "error": entry.error or next((v["error"] for v in versions if v["state"] == "failed"), None),
                 "memory_mb": round(sum(v["memory_mb"] or 0 for v in versions), 1),

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     rate_limit_fail: Literal["open", "closed"] = "open"
     redis_url: str | None = Field(default=None, description="redis://host:port/db: one rate-limit budget for replicas")
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="SIGTERM: time for in-flight requests to finish")
+    repository_poll_s: float = Field(default=10.0, ge=0, description="re-read the repository this often; 0: off")
     preload: str = ""
     memory_budget_mb: int = Field(default=4096, ge=1)
     eviction_idle_s: float = Field(default=2.0, ge=0, description="a model idle for less than this is not evicted")

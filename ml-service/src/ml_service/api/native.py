@@ -57,6 +57,12 @@ async def unload(call: Call) -> Reply:
     return json_reply({"model": name, "unloaded_versions": [str(v) for v in done]})
 
 
+async def reload(call: Call) -> Reply:
+    """Re-read the model repository now: new versions go live once loaded, removed ones drain and unload, changed
+    model.toml files apply (the same as the periodic re-read, ML_SERVICE_REPOSITORY_POLL_S)."""
+    return json_reply(await call.service.rescan())
+
+
 ROUTES = [
     Route("POST", "/inference", inference, "native", "inference", body=s.InferenceBody,
           response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True, limited=True,
@@ -66,6 +72,8 @@ ROUTES = [
     Route("GET", "/health/ready", ready, "native", "health_ready", auth=False, response=s.Ready, errors=(503,),
           tag="health"),
     Route("GET", "/models", models, "native", "models", response=s.ModelList, errors=(401,), tag="models"),
+    Route("POST", "/models/reload", reload, "native", "reload_models", body_required=False, response=s.Reloaded,
+          errors=(401,), tag="models"),
     Route("POST", "/models/{name}/load", load, "native", "load_model", body_required=False, response=s.Loaded,
           errors=(401, 404, 422, 503), query=(_VERSION,), tag="models"),
     Route("POST", "/models/{name}/unload", unload, "native", "unload_model", body_required=False,

@@ -155,6 +155,13 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
+class Reloaded(BaseModel):
+    switched: dict[str, list[int]] = Field(description="model -> [old default, new default]")
+    failed: dict[str, str] = Field(description="name:version -> why it did not go live")
+    unloaded: list[str] = Field(description="name:version gone from disk, drained and unloaded")
+    manifest_changed: list[str]
+
+
 class Loaded(BaseModel):
     model: str
     loaded_versions: list[str]

@@ -72,7 +72,7 @@ async def repository_index(call: Call) -> Reply:
     ready_only = _optional_json(call).get("ready", False)
     if not isinstance(ready_only, bool):
         raise InvalidInput("ready must be true or false")
-    call.service.rescan()
+    await call.service.rescan()
     return json_reply(v2.repository_index(call.service.version_rows(), ready_only))
 
 
