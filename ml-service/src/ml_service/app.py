@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_service import __version__
-from ml_service.api import embeddings, native, telemetry, v2
+from ml_service.api import embeddings, native, telemetry, v2, vertex
 from ml_service.api.http import ERROR_SHAPES, protocol_for_path
 from ml_service.api.openapi import build_openapi
 from ml_service.api.router import Route, Router
@@ -41,7 +41,7 @@ def _docs_app(settings: Settings, service: InferenceService, routes: list[Route]
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
         task = asyncio.create_task(service.start())
-        poll = (asyncio.create_task(service.rollout.poll(settings.repository_poll_s))
+        poll = (asyncio.create_task(_after(task, service.rollout.poll(settings.repository_poll_s)))
                 if settings.repository_poll_s > 0 else None)
         try:
             yield
@@ -67,6 +67,17 @@ def _docs_app(settings: Settings, service: InferenceService, routes: list[Route]
     return app
 
 
+async def _after(first: asyncio.Task[None], then: Coroutine[Any, Any, None]) -> None:
+    """Run `then` once `first` has finished (the repository is polled only after the start-up load)."""
+    try:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(first)
+    except asyncio.CancelledError:
+        then.close()
+        raise
+    await then
+
+
 def _dumps(content: Any) -> bytes:
     import orjson
 
@@ -74,9 +85,12 @@ def _dumps(content: Any) -> bytes:
 
 
 def routes(settings: Settings) -> list[Route]:
-    """The route table for these settings (`ML_SERVICE_METRICS_PUBLIC` opens /metrics to a scraper)."""
+    """The route table for these settings (`ML_SERVICE_METRICS_PUBLIC` opens /metrics to a scraper; Vertex mode
+    adds Vertex's routes, which win over ours where Vertex names the same path)."""
+    extra = vertex.routes(settings)
+    taken = {(r.method, r.path) for r in extra}
     return [dataclasses.replace(r, auth=False) if r.name == "metrics" and settings.metrics_public else r
-            for r in ROUTES]
+            for r in ROUTES if (r.method, r.path) not in taken] + extra
 
 
 class App(Router):

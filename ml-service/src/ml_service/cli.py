@@ -53,7 +53,9 @@ def serve(
     from ml_service.observe.logs import configure
 
     settings = _settings(model_dir, host=host, port=port, preload=preload)
-    if not _loopback(settings.host) and not settings.api_keys_configured and not (insecure or settings.allow_insecure):
+    # Vertex AI's front end authenticates callers and forwards requests without our token (see docs/vertex.md)
+    open_on_purpose = insecure or settings.allow_insecure or settings.vertex
+    if not _loopback(settings.host) and not settings.api_keys_configured and not open_on_purpose:
         console.print(f"[red]refusing to serve on {settings.host} without a secret:[/red] anyone who can reach it "
                       "could use the models. Set ML_SERVICE_SECRET (one or more comma-separated tokens) or "
                       "ML_SERVICE_SECRET_FILE, bind 127.0.0.1, or pass --insecure (ML_SERVICE_ALLOW_INSECURE=1) on "

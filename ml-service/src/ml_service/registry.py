@@ -193,6 +193,13 @@ class ModelRegistry:
             self._memory_changed()
 
     # -- loading -----------------------------------------------------------------------------------
+    async def load_ready(self, name: str, version: int | None = None, *, retry_failed: bool = False) -> LoadedModel:
+        """Load a version and, for a head, its encoder: afterwards it answers without loading anything."""
+        model = await self.load(name, version, retry_failed=retry_failed)
+        if model.encoder is not None:
+            await self.load(*model.encoder, retry_failed=retry_failed)
+        return model
+
     async def load(self, name: str, version: int | None = None, *, retry_failed: bool = False,
                    deadline: float | None = None) -> LoadedModel:
         """Load a version once, however many callers ask at the same time."""

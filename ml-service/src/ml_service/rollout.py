@@ -109,7 +109,7 @@ class Rollout:
         if self._failed.get((entry.name, newest)) == stamp:
             return  # it failed as it is: tried again only once it changes (or on an explicit load)
         try:
-            await self.service.registry.load(entry.name, newest, retry_failed=True)  # warm-up and checks included
+            await self.service.registry.load_ready(entry.name, newest, retry_failed=True)  # warm-up and checks included
         except MLServiceError as exc:
             self._failed[(entry.name, newest)] = stamp
             report["failed"][f"{entry.name}:{newest}"] = exc.message

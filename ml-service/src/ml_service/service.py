@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ml_service.dataplane import InferenceRequest, InferenceResult, ItemResult, ModelSpec
-from ml_service.errors import DeadlineExceeded, ModelUnavailable
+from ml_service.errors import DeadlineExceeded, MLServiceError, ModelUnavailable
 from ml_service.observe import RequestContext
 from ml_service.registry import Lease, ModelRegistry
 from ml_service.repository import ModelEntry, ModelRepository
 from ml_service.rollout import Rollout
 from ml_service.settings import Settings
 from ml_service.tasks import task_signature
+from ml_service.vertex import StorageError, check_repository, copy_from_gcs, served_model
 
 log = logging.getLogger(__name__)
 _CHUNKS_IN_FLIGHT = 2  # a request over the item limit: the next chunk is queued while one computes
@@ -50,13 +51,16 @@ class InferenceService:
         self.rollout = Rollout(self)
         self.preload_errors: dict[str, str] = {}
         self.preloaded = False
+        self.vertex_model: str | None = None  # the model Vertex predictions use (Vertex mode only)
         self._specs: dict[tuple[str, int], tuple[ModelEntry, ModelSpec]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         """Scan the repository and load each preloaded model's default version; readiness waits for it, and
         stays false (with the reason on /health) while any of them failed."""
-        if not self.repository.entries:
+        if self.settings.vertex:
+            await self._vertex_repository()
+        elif not self.repository.entries:
             self.repository.scan()
         self.rollout.adopt()
         entries = self.repository.entries
@@ -69,10 +73,14 @@ class InferenceService:
         names = self.settings.preload_names
         if names == ["*"]:
             names = [n for n, e in self.repository.entries.items() if e.valid]
+        if self.settings.vertex:
+            self.vertex_model = served_model(self.settings, self.repository)
+            log.info("Vertex AI mode: predictions use %s", self.vertex_model)
+            names = [*names, self.vertex_model] if self.vertex_model not in names else names
         for name in names:
             try:
                 spec = self.spec(name)
-                await self.registry.load(spec.name, spec.version)  # the default version
+                await self.registry.load_ready(spec.name, spec.version)  # the default version
                 self.preload_errors.pop(name, None)
             except Exception as exc:  # one bad model never stops the others
                 reason = getattr(exc, "message", None) or str(exc)
@@ -81,6 +89,31 @@ class InferenceService:
         self.preloaded = True
         loaded = sorted(f"{m.name}:{m.version}" for m in self.registry.loaded)
         log.info("preloading done: loaded %s; failed %s; ready: %s", loaded, sorted(self.preload_errors), self.ready)
+
+    async def _vertex_repository(self) -> None:
+        """Vertex mode: copy a gs:// AIP_STORAGE_URI to the local repository, check it, and read it."""
+        uri = (self.settings.aip_storage_uri or "").strip()
+        try:
+            if uri.startswith("gs://"):
+                await asyncio.to_thread(copy_from_gcs, uri, self.settings.model_cache_dir)
+            check_repository(self.settings.model_cache_dir)
+        except StorageError as exc:
+            self.preload_errors["AIP_STORAGE_URI"] = str(exc)
+            log.error("AIP_STORAGE_URI: %s", exc)
+        except Exception as exc:  # the client's own errors (credentials, network, 403, ...)
+            self.preload_errors["AIP_STORAGE_URI"] = f"could not copy {uri}: {type(exc).__name__} (see the log)"
+            log.error("AIP_STORAGE_URI: could not copy %s: %s", uri, exc)
+        self.repository.scan()
+
+    @property
+    def vertex_ready(self) -> bool:
+        """Vertex mode: the served model's default version is loaded (Vertex's health check)."""
+        if self.vertex_model is None:
+            return False
+        try:
+            return self.version_ready(self.spec(self.vertex_model))
+        except MLServiceError:
+            return False
 
     async def stop(self) -> None:
         await self.registry.close()
@@ -186,7 +219,7 @@ class InferenceService:
         if not versions:
             entry.version(None)  # raises with the reason
         for v in versions:
-            await self.registry.load(entry.name, v, retry_failed=True)
+            await self.registry.load_ready(entry.name, v, retry_failed=True)
         for key in (name, entry.name, *self.repository.aliases_of(entry.name)):
             self.preload_errors.pop(key, None)
         return entry.name, versions

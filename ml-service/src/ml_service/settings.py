@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: the request limit of Vertex AI's shared public endpoints
+VERTEX_MAX_BODY_BYTES = 1_572_864
 
 
 class Settings(BaseSettings):
@@ -47,6 +50,23 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field(default="console", description="json: one JSON object a line")
     request_log: bool = Field(default=True, description="one log line per request (id, model, status, timings)")
     metrics_public: bool = Field(default=False, description="serve /metrics without a token (a private scraper)")
+    # Vertex AI custom-container mode: Vertex sets the AIP_* variables (nothing AIP_* is baked into the image)
+    vertex_model: str = Field(default="", description="the model Vertex predictions use; default: the only one, "
+                              "else text-embedding")
+    storage_cache_dir: Path = Field(default=Path("~/.cache/ml-service/storage"),
+                                    description="where a gs:// AIP_STORAGE_URI is copied at start")
+    aip_mode: str | None = Field(default=None, validation_alias=AliasChoices("AIP_MODE", "aip_mode"))
+    aip_http_port: int | None = Field(default=None, ge=1, le=65535,
+                                      validation_alias=AliasChoices("AIP_HTTP_PORT", "aip_http_port"))
+    aip_health_route: str | None = Field(default=None,
+                                         validation_alias=AliasChoices("AIP_HEALTH_ROUTE", "aip_health_route"))
+    aip_predict_route: str | None = Field(default=None,
+                                          validation_alias=AliasChoices("AIP_PREDICT_ROUTE", "aip_predict_route"))
+    aip_endpoint_id: str = Field(default="0", validation_alias=AliasChoices("AIP_ENDPOINT_ID", "aip_endpoint_id"))
+    aip_deployed_model_id: str = Field(
+        default="0", validation_alias=AliasChoices("AIP_DEPLOYED_MODEL_ID", "aip_deployed_model_id"))
+    aip_storage_uri: str | None = Field(default=None,
+                                        validation_alias=AliasChoices("AIP_STORAGE_URI", "aip_storage_uri"))
 
     @field_validator("secret")
     @classmethod
@@ -65,6 +85,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a rate limit: {v!r}; write e.g. '600/minute' or '20/second;600/minute'"
                                  ) from None
         return v.strip()
+
+    @model_validator(mode="after")
+    def _vertex_defaults(self) -> Settings:
+        """Vertex's contract: listen on 0.0.0.0:$AIP_HTTP_PORT, bodies up to 1.5 MB, models from AIP_STORAGE_URI
+        (a local path is the repository; a gs:// one is copied to `storage_cache_dir`)."""
+        if not self.vertex:
+            return self
+        if self.aip_http_port is not None:
+            self.host, self.port = "0.0.0.0", self.aip_http_port  # noqa: S104 (Vertex's contract)
+        if "max_body_bytes" not in self.model_fields_set:
+            self.max_body_bytes = VERTEX_MAX_BODY_BYTES
+        uri = (self.aip_storage_uri or "").strip()
+        if uri:
+            self.model_cache_dir = self.storage_cache_dir.expanduser() if uri.startswith("gs://") else Path(uri)
+        return self
+
+    @property
+    def vertex(self) -> bool:
+        """Serving as a Vertex AI custom container (AIP_MODE or AIP_HTTP_PORT is set)."""
+        return bool(self.aip_mode) or self.aip_http_port is not None
 
     @property
     def api_keys(self) -> list[str]:

@@ -45,9 +45,10 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=60, **kw)  # type: ignore[arg-type]
 
 
-def start_server(model_dir: Path, tmp: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Server:
-    """Start the real server and wait until /health/ready answers 200."""
-    port = free_port()
+def start_server(model_dir: Path, tmp: Path, env: dict[str, str] | None = None, timeout: float = 120,
+                 port: int | None = None, ready: str = "/health/ready") -> Server:
+    """Start the real server and wait until `ready` answers 200."""
+    port = port or free_port()
     log = tmp / f"server-{port}.log"
     full_env = {**os.environ, "MODEL_CACHE_DIR": str(model_dir), "ML_SERVICE_PORT": str(port),
                 "ML_SERVICE_HOST": "127.0.0.1", **(env or {})}
@@ -61,7 +62,7 @@ def start_server(model_dir: Path, tmp: Path, env: dict[str, str] | None = None, 
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{ready}", timeout=2).status_code == 200:
                 return Server(proc, url, log)
         except httpx.HTTPError:
             pass

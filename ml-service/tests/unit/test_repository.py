@@ -268,3 +268,19 @@ def test_empty_labels_file(repo_root, make_model):
     entry = ModelRepository(repo_root).scan()["m"]
     assert not entry.valid
     assert "labels file labels.txt is empty" in entry.error
+
+
+def test_the_vertex_model_is_the_setting_else_the_only_model_else_text_embedding(tmp_path, make_model,
+                                                                                 fake_manifest):
+    from ml_service.repository import ModelRepository
+    from ml_service.settings import Settings
+    from ml_service.vertex import served_model
+
+    repo = ModelRepository(tmp_path)
+    make_model(tmp_path, "cnn", fake_manifest())
+    repo.scan()
+    assert served_model(Settings(model_cache_dir=tmp_path), repo) == "cnn"
+    assert served_model(Settings(model_cache_dir=tmp_path, vertex_model="other"), repo) == "other"
+    make_model(tmp_path, "second", fake_manifest())
+    repo.scan()
+    assert served_model(Settings(model_cache_dir=tmp_path), repo) == "text-embedding"

@@ -15,7 +15,7 @@ def env(monkeypatch):
     import os
 
     for key in list(os.environ):
-        if key.startswith("ML_SERVICE_") or key == "MODEL_CACHE_DIR":
+        if key.startswith(("ML_SERVICE_", "AIP_")) or key == "MODEL_CACHE_DIR":
             monkeypatch.delenv(key)
     return monkeypatch
 
@@ -70,3 +70,25 @@ def test_bad_values_are_refused(env, name, value):
     env.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_vertex_mode_follows_vertex_s_contract(env, tmp_path):
+    assert not Settings().vertex
+    env.setenv("AIP_HTTP_PORT", "8080")
+    env.setenv("AIP_STORAGE_URI", str(tmp_path))
+    env.setenv("ML_SERVICE_HOST", "127.0.0.1")
+    s = Settings()
+    assert s.vertex and (s.host, s.port) == ("0.0.0.0", 8080)  # Vertex sends traffic to 0.0.0.0:$AIP_HTTP_PORT
+    assert s.max_body_bytes == 1_572_864  # the 1.5 MB of Vertex's shared endpoints
+    assert s.model_cache_dir == tmp_path  # a local AIP_STORAGE_URI is the repository
+    env.setenv("ML_SERVICE_MAX_BODY_BYTES", "4096")
+    env.setenv("AIP_STORAGE_URI", "gs://bucket/models")
+    env.setenv("ML_SERVICE_STORAGE_CACHE_DIR", str(tmp_path / "copy"))
+    s = Settings()
+    assert s.max_body_bytes == 4096 and s.model_cache_dir == tmp_path / "copy"
+
+
+def test_aip_mode_alone_is_vertex_mode_on_our_port(env):
+    env.setenv("AIP_MODE", "PREDICTION")
+    s = Settings()
+    assert s.vertex and (s.host, s.port) == ("127.0.0.1", 8001)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import Message, Receive
 
-from ml_service.codecs import embeddings, native, v2
+from ml_service.codecs import embeddings, native, v2, vertex
 from ml_service.errors import ClientDisconnected, InvalidInput, MLServiceError, PayloadTooLarge
 from ml_service.observe import LogThrottle, RequestContext, Telemetry
 from ml_service.settings import Settings
@@ -27,13 +27,17 @@ JSON = b"application/json"
 ErrorShape = Callable[[int, str, str], dict[str, Any]]
 #: each protocol's error JSON, from its codec
 ERROR_SHAPES: dict[str, ErrorShape] = {"native": native.error_body, "v2": v2.error_body,
-                                       "openai": embeddings.error_body}
+                                       "openai": embeddings.error_body, "vertex": vertex.error_body}
+#: a protocol whose statuses differ from ours (Google's INVALID_ARGUMENT is always 400)
+ERROR_STATUS: dict[str, Callable[[int], int]] = {"vertex": vertex.http_status}
 
 
 def protocol_for_path(path: str) -> str:
     """The protocol a path belongs to (for errors on paths no route matched)."""
     if path.startswith("/v2"):
         return "v2"
+    if path.startswith("/v1/endpoints/"):
+        return "vertex"
     if path.startswith(("/v1", "/embeddings")):
         return "openai"
     return "native"
@@ -59,7 +63,8 @@ def error_reply(protocol: str, exc: MLServiceError) -> Reply:
     if exc.status_code >= 500:  # a flood of 503s must not flood the log
         _throttled.warning(exc.code, "request failed: %d %s: %s", exc.status_code, exc.code, exc.message)
     shape = ERROR_SHAPES.get(protocol, native.error_body)
-    return json_reply(shape(exc.status_code, exc.code, exc.message), exc.status_code, exc.headers)
+    status = ERROR_STATUS[protocol](exc.status_code) if protocol in ERROR_STATUS else exc.status_code
+    return json_reply(shape(status, exc.code, exc.message), status, exc.headers)
 
 
 def internal_error_reply(protocol: str) -> Reply:

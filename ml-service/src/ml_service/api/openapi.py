@@ -12,7 +12,8 @@ from ml_service import __version__
 from ml_service.api import schemas as s
 from ml_service.api.router import Route
 
-_ERROR_MODELS: dict[str, type[BaseModel]] = {"native": s.NativeError, "v2": s.V2Error, "openai": s.OpenAIError}
+_ERROR_MODELS: dict[str, type[BaseModel]] = {"native": s.NativeError, "v2": s.V2Error, "openai": s.OpenAIError,
+                                               "vertex": s.GoogleError}
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {400: "Bad request (not JSON, wrong framing)", 401: "Missing or invalid bearer token",
                 404: "Unknown model or version", 405: "Method not allowed", 413: "Over a size limit",

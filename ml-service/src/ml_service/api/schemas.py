@@ -45,6 +45,19 @@ class OpenAIError(BaseModel):
     error: OpenAIErrorDetail
 
 
+class GoogleErrorDetail(BaseModel):
+    code: int = Field(description="the HTTP status")
+    message: str
+    status: str = Field(description="google.rpc.Code name, e.g. INVALID_ARGUMENT, UNAVAILABLE")
+    details: list[dict[str, Any]] = Field(description="a google.rpc.ErrorInfo whose reason is our error code")
+
+
+class GoogleError(BaseModel):
+    """Google APIs' error shape (Vertex AI routes)."""
+
+    error: GoogleErrorDetail
+
+
 # -- the service's own API ------------------------------------------------------------------------
 class InferenceData(_Open):
     """One of `text`/`texts` (text models), `image`/`images` (base64 JPEG, PNG or WebP; image models) or
@@ -324,6 +337,22 @@ class OpenAIModel(BaseModel):
 class OpenAIModelList(BaseModel):
     object: Literal["list"]
     data: list[OpenAIModel]
+
+
+# -- Vertex AI custom container ----------------------------------------------------------------------
+class VertexPredictBody(BaseModel):
+    instances: list[Any] = Field(min_length=1, description="texts (`\"...\"` or `{\"text\": \"...\"}`), images "
+                                 "(`{\"image\": {\"b64\": \"...\"}}`) or, for tensor models, {input name: row}")
+    parameters: dict[str, Any] | None = Field(default=None, description="`top_k` for classifiers (3 or 3.0)")
+
+
+class VertexPredictResponse(BaseModel):
+    predictions: list[InferenceOutput] = Field(description="one per instance, in order; as /inference's outputs")
+
+
+class VertexHealth(BaseModel):
+    ready: bool
+    model: str
 
 
 # -- observability ----------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ def classification_entry(probs: np.ndarray, labels: tuple[str, ...] | list[str],
     return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
 
 
-def _output(item: ItemResult, spec: ModelSpec, top_k: int) -> dict[str, Any]:
+def item_output(item: ItemResult, spec: ModelSpec, top_k: int) -> dict[str, Any]:
+    """One input's answer, as /inference and Vertex give it."""
     answer = spec.signature.answer
     if answer == "embedding":
         out: dict[str, Any] = {"embedding": item.outputs["embedding"]}
@@ -116,7 +117,7 @@ def encode(result: InferenceResult, top_k: int) -> dict[str, Any]:
     return {
         "model": spec.name,
         "version": str(spec.version),
-        "outputs": [_output(item, spec, top_k) for item in result.items],
+        "outputs": [item_output(item, spec, top_k) for item in result.items],
         "timings_ms": result.timings_ms,
     }
 

@@ -1,0 +1,45 @@
+"""Routes of Vertex AI's custom-container contract (only in Vertex mode, at the routes Vertex names): the health
+probe and predict. Vertex's front end authenticates its callers; what it forwards carries no bearer token."""
+
+from __future__ import annotations
+
+from ml_service.api import schemas as s
+from ml_service.api.http import Call, Reply, json_reply
+from ml_service.api.router import Route
+from ml_service.codecs import vertex
+from ml_service.codecs.common import parse_json
+from ml_service.errors import ModelUnavailable
+from ml_service.settings import Settings
+from ml_service.vertex import health_route, predict_routes
+
+
+async def health(call: Call) -> Reply:
+    """200 once the served model is loaded, else 503 (Vertex sends traffic only after a 200)."""
+    if call.service.vertex_ready:
+        return json_reply({"ready": True, "model": call.service.vertex_model})
+    raise ModelUnavailable("the served model is not loaded yet")
+
+
+async def predict(call: Call) -> Reply:
+    """One prediction per instance, in order: embeddings, or labels with scores."""
+    req = vertex.parse_request(parse_json(call.body))
+    if call.service.vertex_model is None:
+        raise ModelUnavailable("the service is still starting")
+    spec = call.service.spec(call.service.vertex_model)
+    request, top_k = vertex.decode(req, spec)
+    result = await call.service.infer(request, call.ctx)
+    return json_reply(vertex.encode(result, top_k),
+                      headers={"X-Model": spec.name, "X-Model-Version": str(spec.version)})
+
+
+def routes(settings: Settings) -> list[Route]:
+    """The Vertex routes for these settings (none outside Vertex mode)."""
+    if not settings.vertex:
+        return []
+    out = [Route("GET", health_route(settings), health, "vertex", "vertex_health", auth=False,
+                 response=s.VertexHealth, errors=(503,), tag="vertex")]
+    for i, path in enumerate(predict_routes(settings)):
+        out.append(Route("POST", path, predict, "vertex", "vertex_predict" if i == 0 else f"vertex_predict_{i}",
+                         auth=False, body=s.VertexPredictBody, response=s.VertexPredictResponse,
+                         errors=(400, 503, 504), watch_disconnect=True, limited=True, tag="vertex"))
+    return out
