@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Source = Literal["ml-service", "openai"]
+Source = Literal["ml-service", "vertex", "openai"]
+SOURCES: tuple[Source, ...] = ("ml-service", "vertex", "openai")
 
 
 class Settings(BaseSettings):
@@ -25,13 +26,22 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     openai_timeout_s: float = Field(default=20.0, gt=0)
-    fallback_order: str = Field(default="ml-service,openai", description="ml-service,openai | ml-service | openai")
+    vertex_project: str | None = None
+    vertex_location: str | None = Field(default=None, description="e.g. europe-west4")
+    vertex_endpoint_id: str | None = None
+    vertex_api_endpoint: str | None = Field(default=None, description="default https://{location}-aiplatform."
+                                            "googleapis.com; set for a private endpoint or a test stand-in")
+    vertex_timeout_s: float = Field(default=10.0, gt=0)
+    fallback_order: str = Field(default="ml-service,vertex,openai",
+                                validation_alias=AliasChoices("ML_FALLBACK_ORDER", "FALLBACK_ORDER", "fallback_order"),
+                                description="who answers, in order: any of ml-service, vertex, openai")
     database_url: str = "sqlite+aiosqlite:///./household.db"
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     log_level: str = "info"
     log_format: Literal["console", "json"] = "console"
 
-    @field_validator("ml_service_secret", "openai_api_key")
+    @field_validator("ml_service_secret", "openai_api_key", "vertex_project", "vertex_location", "vertex_endpoint_id",
+                     "vertex_api_endpoint")
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v if v and v.strip() else None
@@ -40,11 +50,17 @@ class Settings(BaseSettings):
     @classmethod
     def _order(cls, v: str) -> str:
         parts = [p.strip() for p in v.split(",") if p.strip()]
-        if not parts or any(p not in ("ml-service", "openai") for p in parts) or len(set(parts)) != len(parts):
-            raise ValueError("fallback_order must be 'ml-service,openai', 'ml-service' or 'openai'")
+        if not parts or any(p not in SOURCES for p in parts) or len(set(parts)) != len(parts):
+            raise ValueError(f"the fallback order is a comma-separated list of {', '.join(SOURCES)}, each at most "
+                             f"once; got {v!r}")
         return ",".join(parts)
 
     @property
     def sources(self) -> list[Source]:
         """Who answers the ML features, in order."""
-        return [p for p in self.fallback_order.split(",") if p in ("ml-service", "openai")]  # type: ignore[misc]
+        return [cast(Source, p) for p in self.fallback_order.split(",")]  # checked by the validator
+
+    @property
+    def vertex_configured(self) -> bool:
+        """A Vertex AI endpoint is named (project, location and endpoint id)."""
+        return bool(self.vertex_project and self.vertex_location and self.vertex_endpoint_id)

@@ -21,6 +21,7 @@ from app.services.container import Services
 from app.services.ml_client import MLServiceClient, MLServiceRejected
 from app.services.recommend import load_catalog
 from app.services.router import HybridRouter, NoSource
+from app.services.vertex import VertexClient
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await db.migrate()
         http = MLServiceClient.make_http(settings)
         ai = AIService(settings)
-        app.state.services = Services(settings, db, MLServiceClient(settings, http), ai, HybridRouter(settings, ai),
-                                      load_catalog())
-        log.info("backend ready: ml-service at %s, fallback %s, database %s", settings.ml_service_url,
-                 "on" if ai.configured else "off (no OPENAI_API_KEY)", settings.database_url.split("://")[0])
+        vertex = VertexClient(settings)
+        app.state.services = Services(settings, db, MLServiceClient(settings, http), ai,
+                                      HybridRouter(settings, ai, vertex), load_catalog(), vertex)
+        log.info("backend ready: ml-service at %s, order %s (vertex %s, openai %s), database %s",
+                 settings.ml_service_url, settings.fallback_order, "on" if vertex.configured else "off",
+                 "on" if ai.configured else "off", settings.database_url.split("://")[0])
         try:
             yield
         finally:
             await http.aclose()
+            await vertex.close()
             await ai.close()
             await db.close()
 

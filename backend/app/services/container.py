@@ -13,6 +13,7 @@ from app.services.ai import AIService
 from app.services.ml_client import MLServiceClient
 from app.services.recommend import CatalogItem
 from app.services.router import HybridRouter
+from app.services.vertex import VertexClient
 
 
 @dataclass
@@ -25,7 +26,8 @@ class Services:
     ai: AIService
     router: HybridRouter
     catalog: list[CatalogItem]
-    catalog_embeddings: np.ndarray | None = None  # filled on first use (ml-service computes them)
+    vertex: VertexClient
+    catalog_embeddings: np.ndarray | None = None  # filled on first use (ml-service or Vertex: the same model)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

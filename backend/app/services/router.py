@@ -1,49 +1,60 @@
-"""The guide's hybrid approach: each ML feature tries ml-service first and falls back to the managed API when
-ml-service cannot answer (circuit open, timeout, 5xx, connection refused). Every answer says which source
-answered. A request ml-service rejects as wrong (4xx) is the caller's problem: it never goes to the fallback."""
+"""The guide's hybrid approach: each ML feature tries its sources in the configured order (`ML_FALLBACK_ORDER`,
+default ml-service, then Vertex AI, then OpenAI) and moves on when one cannot answer (circuit open, timeout,
+5xx, connection refused, not configured). Every answer says which source answered. A request ml-service rejects
+as wrong (4xx) is the caller's problem: it never goes to the next source."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from app.config import Settings, Source
 from app.services.ai import AIError, AIService
 from app.services.ml_client import MLServiceUnavailable
+from app.services.vertex import VertexClient, VertexError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Call = Callable[[], Awaitable[T]]
 
 
 class NoSource(Exception):
-    """Neither ml-service nor the fallback could answer."""
+    """No source in the order could answer."""
 
 
 class HybridRouter:
-    """Runs a feature on the sources in `FALLBACK_ORDER`; returns the answer and who gave it."""
+    """Runs a feature on the sources in the configured order; returns the answer and who gave it."""
 
-    def __init__(self, settings: Settings, ai: AIService) -> None:
+    def __init__(self, settings: Settings, ai: AIService, vertex: VertexClient | None = None) -> None:
         self.order: list[Source] = settings.sources
         self.ai = ai
+        self.vertex = vertex
 
-    async def run(self, ml: Callable[[], Awaitable[T]] | None,
-                  managed: Callable[[], Awaitable[T]] | None) -> tuple[T, Source]:
+    def _unconfigured(self, source: Source) -> str | None:
+        if source == "openai" and not self.ai.configured:
+            return "the OpenAI fallback is not configured (OPENAI_API_KEY)"
+        if source == "vertex" and (self.vertex is None or not self.vertex.configured):
+            return "Vertex AI is not configured (VERTEX_PROJECT, VERTEX_LOCATION, VERTEX_ENDPOINT_ID)"
+        return None
+
+    async def run(self, calls: Mapping[Source, Call[T]]) -> tuple[T, Source]:
+        """The first answer of `calls` (the feature's way to ask each source it can use) in the configured order."""
         errors: list[str] = []
         for source in self.order:
-            if source == "ml-service" and ml is not None:
-                try:
-                    return await ml(), "ml-service"
-                except MLServiceUnavailable as exc:
-                    errors.append(f"ml-service is unavailable ({exc})")
-            elif source == "openai" and managed is not None:
-                if not self.ai.configured:
-                    errors.append("the managed fallback is not configured (OPENAI_API_KEY)")
-                    continue
-                try:
-                    return await managed(), "openai"
-                except AIError as exc:
-                    errors.append(str(exc))
+            call = calls.get(source)
+            if call is None:
+                continue
+            missing = self._unconfigured(source)
+            if missing:
+                errors.append(missing)
+                continue
+            try:
+                return await call(), source
+            except MLServiceUnavailable as exc:
+                errors.append(f"ml-service is unavailable ({exc})")
+            except (VertexError, AIError) as exc:
+                errors.append(f"{source}: {exc}")
         if not errors:
             errors.append("no configured source offers this feature")
         log.warning("no source answered: %s", "; ".join(errors))

@@ -13,15 +13,19 @@ from app.services.ai import AIError, AIService
 from app.services.ml_client import MLServiceRejected, MLServiceUnavailable
 from app.services.recommend import CatalogItem, HouseholdTask, load_catalog, rank
 from app.services.router import HybridRouter, NoSource
+from app.services.vertex import VertexClient, VertexError
 
 
-def router(settings_for: Any, order: str = "ml-service,openai", key: str | None = "sk-test") -> HybridRouter:
-    settings = settings_for(fallback_order=order, openai_api_key=key)
-    return HybridRouter(settings, AIService(settings))
+def router(settings_for: Any, order: str = "ml-service,openai", key: str | None = "sk-test",
+           vertex: bool = False) -> HybridRouter:
+    named = {"vertex_project": "p", "vertex_location": "l", "vertex_endpoint_id": "1"} if vertex else {}
+    settings = settings_for(fallback_order=order, openai_api_key=key, **named)
+    return HybridRouter(settings, AIService(settings), VertexClient(settings))
 
 
-def run(r: HybridRouter, ml: Any, managed: Any) -> Any:
-    return asyncio.run(r.run(ml, managed))
+def run(r: HybridRouter, ml: Any, managed: Any, vertex: Any = None) -> Any:
+    calls = {k: v for k, v in {"ml-service": ml, "openai": managed, "vertex": vertex}.items() if v is not None}
+    return asyncio.run(r.run(calls))
 
 
 async def ok_ml() -> str:
@@ -38,6 +42,14 @@ async def down() -> str:
 
 async def ai_down() -> str:
     raise AIError("the managed API failed")
+
+
+async def ok_vertex() -> str:
+    return "from vertex"
+
+
+async def vertex_down() -> str:
+    raise VertexError("Vertex answered 503")
 
 
 async def rejected() -> str:
@@ -71,6 +83,36 @@ def test_the_order_setting(settings_for: Any) -> None:
     assert run(router(settings_for, "openai,ml-service"), ok_ml, ai_down) == ("from ml", "ml-service")
     with pytest.raises(NoSource, match="no configured source"):
         run(router(settings_for, "openai"), ok_ml, None)  # a feature the fallback does not offer (images)
+
+
+def test_vertex_in_the_order(settings_for: Any) -> None:
+    order = "ml-service,vertex,openai"
+    assert run(router(settings_for, order, vertex=True), down, ok_ai, ok_vertex) == ("from vertex", "vertex")
+    assert run(router(settings_for, order, vertex=True), down, ok_ai, vertex_down) == ("from ai", "openai")
+    assert run(router(settings_for, order), down, ok_ai, ok_vertex) == ("from ai", "openai")  # not configured
+    assert run(router(settings_for, "vertex,ml-service", vertex=True), ok_ml, None, ok_vertex) == \
+        ("from vertex", "vertex")
+    with pytest.raises(NoSource, match=r"Vertex AI is not configured"):
+        run(router(settings_for, "vertex"), ok_ml, ok_ai, ok_vertex)
+
+
+def test_the_order_names_each_known_source_once(settings_for: Any) -> None:
+    from pydantic import ValidationError
+
+    assert router(settings_for, " vertex , openai ").order == ["vertex", "openai"]
+    for bad in ("", "ml-service,ml-service", "gemini", "openai;vertex"):
+        with pytest.raises(ValidationError, match="fallback order"):
+            router(settings_for, bad)
+
+
+def test_ml_fallback_order_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.config import Settings
+
+    monkeypatch.setenv("ML_FALLBACK_ORDER", "ml-service,vertex,openai")
+    assert Settings(_env_file=None).sources == ["ml-service", "vertex", "openai"]  # type: ignore[call-arg]
+    monkeypatch.delenv("ML_FALLBACK_ORDER")
+    monkeypatch.setenv("FALLBACK_ORDER", "openai")
+    assert Settings(_env_file=None).sources == ["openai"]  # type: ignore[call-arg]
 
 
 def _unit(*v: float) -> np.ndarray:

@@ -53,6 +53,17 @@ def test_health_and_both_default_predict_routes(onnx_repo, app_client) -> None:
         assert preds == native["outputs"]
 
 
+def test_one_endpoint_serves_every_model_through_parameters_model(onnx_repo, app_client) -> None:
+    with vertex_client(app_client, onnx_repo.root, "text-classifier") as c:
+        r = c.post(BASE + ":predict", json={"instances": ["hello"], "parameters": {"model": "bert"}})  # an alias
+        assert r.status_code == 200 and r.headers["x-model"] == "text-embedding"
+        assert "embedding" in r.json()["predictions"][0]
+        google_error(c.post(BASE + ":predict", json={"instances": ["x"], "parameters": {"model": "nope"}}), 404,
+                     "NOT_FOUND", "model_not_found")
+        google_error(c.post(BASE + ":predict", json={"instances": ["x"], "parameters": {"model": 3}}), 400,
+                     "INVALID_ARGUMENT")
+
+
 def test_embeddings_equal_inference(onnx_repo, app_client) -> None:
     with vertex_client(app_client, onnx_repo.root, "text-embedding") as c:
         texts = ["hello world", "a b c"]

@@ -343,7 +343,8 @@ class OpenAIModelList(BaseModel):
 class VertexPredictBody(BaseModel):
     instances: list[Any] = Field(min_length=1, description="texts (`\"...\"` or `{\"text\": \"...\"}`), images "
                                  "(`{\"image\": {\"b64\": \"...\"}}`) or, for tensor models, {input name: row}")
-    parameters: dict[str, Any] | None = Field(default=None, description="`top_k` for classifiers (3 or 3.0)")
+    parameters: dict[str, Any] | None = Field(default=None, description="`top_k` for classifiers (3 or 3.0); "
+                                              "`model`: another model of the repository than the deployment's")
 
 
 class VertexPredictResponse(BaseModel):

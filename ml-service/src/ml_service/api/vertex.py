@@ -21,11 +21,13 @@ async def health(call: Call) -> Reply:
 
 
 async def predict(call: Call) -> Reply:
-    """One prediction per instance, in order: embeddings, or labels with scores."""
+    """One prediction per instance, in order: embeddings, or labels with scores. The deployment's model unless
+    `parameters.model` names another one of the repository."""
     req = vertex.parse_request(parse_json(call.body))
-    if call.service.vertex_model is None:
+    name = req.model or call.service.vertex_model
+    if name is None:
         raise ModelUnavailable("the service is still starting")
-    spec = call.service.spec(call.service.vertex_model)
+    spec = call.service.spec(name)
     request, top_k = vertex.decode(req, spec)
     result = await call.service.infer(request, call.ctx)
     return json_reply(vertex.encode(result, top_k),

@@ -20,7 +20,7 @@ _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DEN
            405: "UNIMPLEMENTED", 409: "ABORTED", 413: "INVALID_ARGUMENT", 422: "INVALID_ARGUMENT",
            429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
            504: "DEADLINE_EXCEEDED"}
-_PARAMETERS = ("top_k",)
+_PARAMETERS = ("top_k", "model")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,12 @@ class VertexRequest:
 
     instances: list[Any]
     parameters: Mapping[str, Any]
+
+    @property
+    def model(self) -> str | None:
+        """`parameters.model`: another model of the repository than the deployment's own (one endpoint, all
+        models)."""
+        return self.parameters.get("model")
 
 
 def parse_request(doc: Any) -> VertexRequest:
@@ -46,6 +52,9 @@ def parse_request(doc: Any) -> VertexRequest:
     unknown = sorted(set(parameters) - set(_PARAMETERS))
     if unknown:
         raise InvalidInput(f"unknown parameter(s) {unknown}; accepted: {list(_PARAMETERS)}")
+    model = parameters.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise InvalidInput("parameters.model must be a model name or alias")
     return VertexRequest(instances, parameters)
 
 

@@ -3,6 +3,8 @@ predictions to a container speaking Vertex's custom-container contract, as Verte
 
     POST /v1/projects/{p}/locations/{l}/endpoints/{e}:predict  -> the container's AIP_PREDICT_ROUTE
     GET  /v1/projects/{p}/locations/{l}/endpoints/{e}           -> the endpoint resource
+    POST /token   Google's OAuth 2.0 token endpoint for a service account's signed JWT (point a key file's
+                  `token_uri` here); with `require_token`, predictions need a token it issued
 
 The query string (the SDK adds `$alt=json;enum-encoding=int`) is ignored. Every request is recorded.
 """
@@ -13,6 +15,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -41,7 +44,9 @@ class VertexFront:
     predict_route: str
     deployed_model_id: str = "1"
     model: str = "projects/p/locations/l/models/ml-service"
+    require_token: bool = False
     requests: list[Recorded] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LocalServer | None = None
 
@@ -96,6 +101,12 @@ class _FrontHandler(Handler):
         except orjson.JSONDecodeError:
             doc = raw.decode("utf-8", "replace")
         front.record(Recorded("POST", path, dict(self.headers.items()), doc))
+        if path == "/token":
+            self._token(front, raw)
+            return
+        if front.require_token and self.headers.get("Authorization", "").removeprefix("Bearer ") not in front.tokens:
+            self.google_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED")
+            return
         found = _ENDPOINT.match(path)
         if not found or not found.group(2):
             self.google_error(404, f"no such method {path}", "NOT_FOUND")
@@ -113,6 +124,15 @@ class _FrontHandler(Handler):
         answer.update({"deployedModelId": front.deployed_model_id, "model": front.model,
                        "modelDisplayName": "ml-service", "modelVersionId": "1"})
         self.send_json(200, answer)
+
+    def _token(self, front: VertexFront, raw: bytes) -> None:
+        form = parse_qs(raw.decode("ascii", "replace"))
+        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"] or not form.get("assertion"):
+            self.send_json(400, {"error": "invalid_grant", "error_description": "a signed JWT assertion is needed"})
+            return
+        token = f"ya29.test-{len(front.tokens) + 1}"
+        front.tokens.append(token)
+        self.send_json(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
 
 
 __all__ = ["Recorded", "VertexFront"]
