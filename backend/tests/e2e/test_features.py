@@ -23,6 +23,8 @@ def test_tasks_get_categories_and_the_ml_endpoints_answer(backend: httpx.Client)
 
 
 def test_similar_and_recommend_for_a_pet_household(backend: httpx.Client) -> None:
+    empty = backend.post("/api/ml/similar", json={"text": "anything", "limit": 3})  # no tasks yet
+    assert empty.status_code == 200 and empty.json() == {"results": [], "source": "ml-service"}
     for title in ("Walk the dog in the park", "Feed the cat", "Clean the litter box", "Buy dog food",
                   "Pay the electricity bill", "Vacuum the living room"):
         assert backend.post("/api/tasks", json={"title": title}).status_code == 201
