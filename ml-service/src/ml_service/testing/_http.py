@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import orjson
 
@@ -32,6 +32,32 @@ class LocalServer:
         self._httpd.server_close()
 
     def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Served:
+    """`start()`, `stop()`, `url` and `with` for a stand-in whose requests its `handler` class answers."""
+
+    handler: ClassVar[type[BaseHTTPRequestHandler]]
+    _server: LocalServer | None = None
+
+    def start(self) -> Self:
+        self._server = LocalServer(self.handler, self).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() it first"
+        return self._server.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

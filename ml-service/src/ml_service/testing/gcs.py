@@ -19,11 +19,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import google_crc32c
 
-from ml_service.testing._http import Handler, LocalServer
+from ml_service.testing._http import Handler, Served
 
 
 @dataclass
-class FakeGCS:
+class FakeGCS(Served):
     """Buckets are the folders of `root`; object names are the files' paths below them."""
 
     root: Path
@@ -32,29 +32,9 @@ class FakeGCS:
     #: downloads wait while this is clear (a test holds a copy half-way)
     release: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: LocalServer | None = None
 
     def __post_init__(self) -> None:
         self.release.set()
-
-    def start(self) -> FakeGCS:
-        self._server = LocalServer(_GCSHandler, self).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return self._server.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> FakeGCS:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def names(self, bucket: str, prefix: str) -> list[str]:
         base = self.root / bucket
@@ -129,5 +109,7 @@ class _GCSHandler(Handler):
             doc["nextPageToken"] = str(start + size)
         self.send_json(200, doc)
 
+
+FakeGCS.handler = _GCSHandler
 
 __all__ = ["FakeGCS"]

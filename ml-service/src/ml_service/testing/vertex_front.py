@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 
-from ml_service.testing._http import Handler, LocalServer
+from ml_service.testing._http import Handler, Served
 
 _ENDPOINT = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/endpoints/[^/:]+)(:predict)?$")
 
@@ -36,7 +36,7 @@ class Recorded:
 
 
 @dataclass
-class VertexFront:
+class VertexFront(Served):
     """The front end of one endpoint with one deployed model: `container` is the container's base URL and
     `predict_route` its AIP_PREDICT_ROUTE."""
 
@@ -48,26 +48,6 @@ class VertexFront:
     requests: list[Recorded] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: LocalServer | None = None
-
-    def start(self) -> VertexFront:
-        self._server = LocalServer(_FrontHandler, self).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return self._server.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> VertexFront:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def record(self, r: Recorded) -> None:
         with self._lock:
@@ -134,5 +114,7 @@ class _FrontHandler(Handler):
         front.tokens.append(token)
         self.send_json(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
 
+
+VertexFront.handler = _FrontHandler
 
 __all__ = ["Recorded", "VertexFront"]
