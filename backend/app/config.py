@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, cast
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Source = Literal["ml-service", "vertex", "openai"]
@@ -18,11 +19,14 @@ class Settings(BaseSettings):
 
     ml_service_url: str = "http://ml-service:8001"
     ml_service_secret: str | None = Field(default=None, repr=False)
+    ml_service_secret_file: Path | None = Field(default=None, description="the token in a file (a Docker or "
+                                                "Kubernetes secret); its first token is used")
     ml_service_timeout_s: float = Field(default=5.0, gt=0, description="a call's whole time budget, retries included")
     ml_service_retries: int = Field(default=2, ge=0, description="retries on connection errors, 503 and 429")
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open the circuit")
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="open circuit: time before one probe call")
     openai_api_key: str | None = Field(default=None, repr=False)
+    openai_api_key_file: Path | None = Field(default=None, description="the key in a file (a Docker secret)")
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     openai_timeout_s: float = Field(default=20.0, gt=0)
@@ -45,6 +49,19 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v if v and v.strip() else None
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        """A secret given as a file (Docker/Kubernetes secrets) when not given inline."""
+        for name in ("ml_service_secret", "openai_api_key"):
+            path = getattr(self, f"{name}_file")
+            if path is not None and getattr(self, name) is None:
+                try:
+                    tokens = path.read_text().replace(",", "\n").split()
+                except OSError as e:
+                    raise ValueError(f"{name.upper()}_FILE {path} cannot be read: {e.strerror}") from None
+                setattr(self, name, tokens[0] if tokens else None)
+        return self
 
     @field_validator("fallback_order")
     @classmethod

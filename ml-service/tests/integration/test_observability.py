@@ -233,4 +233,4 @@ def test_the_grafana_dashboard_queries_only_exported_metrics(client, monkeypatch
     assert used and used <= exported, sorted(used - exported)
     assert any("histogram_quantile" in e and "ml_service_request_duration_seconds_bucket" in e for e in exprs)
     prom = (repo / "deploy" / "prometheus" / "prometheus.yml").read_text()
-    assert "metrics_path: /metrics" in prom and "ml-service:8001" in prom
+    assert "metrics_path: /metrics" in prom and "ml-service" in prom and "port: 8001" in prom

@@ -22,11 +22,13 @@ _ORT_TYPES: dict[str, DType] = {
 }
 
 
-def choose_providers(device: str) -> list[str]:
-    """Execution providers for a device setting: CUDA first when available and not turned off."""
-    import onnxruntime as ort
+def choose_providers(device: str, available: list[str] | None = None) -> list[str]:
+    """Execution providers for a device setting: CUDA first when available (`available`: what this onnxruntime build
+    offers, asked of it when not given) and not turned off."""
+    if available is None:
+        import onnxruntime as ort
 
-    available = ort.get_available_providers()
+        available = ort.get_available_providers()
     if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
@@ -62,6 +64,11 @@ class OnnxRuntime(Runtime):
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spinning else "0")
         providers = choose_providers(self.options.device)
         self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+        if providers[0] != "CPUExecutionProvider" and providers[0] not in self._session.get_providers():
+            # onnxruntime-gpu without a usable driver or CUDA/cuDNN libraries falls back quietly: say so once a load
+            log.warning("%s version %s: %s could not be used (no GPU, driver or CUDA/cuDNN libraries for this "
+                        "onnxruntime build); running on the CPU", self.path.parent.parent.name, self.path.parent.name,
+                        providers[0])
         self._input_names = [i.name for i in self._session.get_inputs()]
 
     def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
