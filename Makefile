@@ -7,7 +7,8 @@ MODEL_CACHE_DIR ?= $(CURDIR)/models
 export MODEL_CACHE_DIR
 SRC := ml-service
 
-.PHONY: venv models run test lint unit integration e2e clean browser redis fuzz
+.PHONY: venv models run test lint unit integration e2e clean browser redis fuzz compose-cli test-docker wheelhouse \
+	base-image image image-gpu image-backend image-with-models
 
 venv: $(STAMP)
 
@@ -33,6 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)/src $(SRC)/tests
 	$(BIN)/mypy --config-file $(SRC)/pyproject.toml $(SRC)/src
 	cd backend && ../$(BIN)/ruff check app tests && ../$(BIN)/mypy app
+	$(BIN)/ruff check deploy
 
 # The dashboard test drives Debian's chromium; installed here when missing (root with apt-get), else it is skipped.
 browser:
@@ -46,9 +48,44 @@ redis:
 		(apt-get install -y -qq redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)) || \
 		echo "redis-server could not be installed: the Redis tests will be skipped"
 
-test: lint browser redis
+# Debian's docker-compose validates the compose files in `make test` (the engine is only for `make test-docker`)
+compose-cli:
+	@command -v docker-compose >/dev/null || ! command -v apt-get >/dev/null || \
+		(apt-get install -y -qq docker-compose >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)) || \
+		echo "docker-compose could not be installed: the compose checks will be skipped"
+
+test: lint browser redis compose-cli
 	cd $(SRC) && ../$(BIN)/python -m pytest -q
 	cd backend && ../$(BIN)/python -m pytest -q
+	cd deploy && ../$(BIN)/python -m pytest -q tests -m "not docker"
+
+# The images and the compose stack built and run on a real Docker engine (started here when none runs)
+test-docker: models compose-cli
+	cd deploy && ../$(BIN)/python -m pytest -q tests -m docker
+
+# Images. Offline (no route to the package index from a build): `make wheelhouse`, then WHEELHOUSE=wheelhouse.
+IMAGE_TAG ?= 0.1.0
+BASE_IMAGE ?= python:3.11-slim
+DOCKER_BUILD = docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) $(if $(WHEELHOUSE),--build-arg WHEELHOUSE=$(WHEELHOUSE))
+wheelhouse: $(STAMP)
+	deploy/docker/wheelhouse.sh cpu backend
+
+# Debian bookworm + Python 3.11 from this machine's apt sources, for machines without Docker Hub
+base-image:
+	deploy/docker/base-image.sh ml-service-base:bookworm
+
+image:
+	$(DOCKER_BUILD) -t ml-service:$(IMAGE_TAG) ml-service
+
+image-gpu:
+	$(DOCKER_BUILD) -f ml-service/Dockerfile.gpu -t ml-service:$(IMAGE_TAG)-gpu ml-service
+
+image-backend:
+	$(DOCKER_BUILD) -t ml-service-backend:$(IMAGE_TAG) backend
+
+image-with-models: models image
+	docker build -f ml-service/Dockerfile.models --build-arg IMAGE=ml-service:$(IMAGE_TAG) \
+		-t ml-service:$(IMAGE_TAG)-models $(MODEL_CACHE_DIR)
 
 unit: $(STAMP)
 	cd $(SRC) && ../$(BIN)/python -m pytest -q tests/unit

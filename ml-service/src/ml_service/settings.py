@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: the request limit of Vertex AI's shared public endpoints
 VERTEX_MAX_BODY_BYTES = 1_572_864
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs granted by the cgroup's CFS quota (v2 `cpu.max`, else v1 `cpu.cfs_quota_us`); None when unlimited."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        q, p = float(quota), float(period)
+    except ValueError:  # "max": no quota
+        return None
+    return q / p if q > 0 and p > 0 else None
 
 
 class Settings(BaseSettings):
@@ -124,12 +142,16 @@ class Settings(BaseSettings):
         return [p.strip() for p in self.preload.split(",") if p.strip()]
 
     @staticmethod
-    def cores() -> int:
-        """CPU cores this process may use (respects affinity, e.g. a container's cpuset)."""
+    def cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+        """CPU cores this process may use: its affinity (a container's cpuset), capped by a CPU quota (`docker run
+        --cpus`, a Kubernetes CPU limit), rounded up. Without the cap a pod limited to 2 CPUs on a 64-core node
+        would start 64 workers and be throttled."""
         try:
-            return len(os.sched_getaffinity(0)) or 1
+            n = len(os.sched_getaffinity(0)) or 1
         except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+            n = os.cpu_count() or 1
+        quota = cpu_quota(cgroup)
+        return max(1, min(n, math.ceil(quota))) if quota else n
 
     def workers(self, on_gpu: bool = False) -> int:
         """Compute workers per model: one per core on CPU (each single-threaded), one on a GPU."""

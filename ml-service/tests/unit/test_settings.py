@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,28 @@ def test_aip_mode_alone_is_vertex_mode_on_our_port(env):
     env.setenv("AIP_MODE", "PREDICTION")
     s = Settings()
     assert s.vertex and (s.host, s.port) == ("127.0.0.1", 8001)
+
+
+@pytest.mark.parametrize(("files", "quota"), [
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_the_cpu_quota_of_a_container_is_read(tmp_path, files, quota):
+    from ml_service.settings import cpu_quota
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == quota
+
+
+def test_cores_are_capped_by_the_quota_and_rounded_up(tmp_path):
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert Settings.cores(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text(f"{(len(os.sched_getaffinity(0)) + 8) * 100000} 100000\n")
+    assert Settings.cores(tmp_path) == len(os.sched_getaffinity(0))  # a quota above the cpuset changes nothing
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert Settings.cores(tmp_path) == len(os.sched_getaffinity(0))

@@ -19,15 +19,15 @@ console = Console()
 
 
 def _fingerprints() -> dict[str, str]:
-    from ml_service.modelbuild.common import fingerprint
+    from ml_service.modelbuild.common import IR_VERSION, fingerprint
     from ml_service.modelbuild.image import image_fingerprint
     from ml_service.modelbuild.text import DATA_DIR, text_fingerprint
 
     data = (DATA_DIR / "task_category.csv").read_bytes()
     return {
         "text-embedding": text_fingerprint("embedding"),
-        "intent-classifier": text_fingerprint("intent"),
-        "task-category": text_fingerprint(fingerprint(data.decode("utf-8"))),
+        "intent-classifier": text_fingerprint("intent", f"head-ir{IR_VERSION}"),
+        "task-category": text_fingerprint(fingerprint(data.decode("utf-8")), f"head-ir{IR_VERSION}"),
         "item-classifier": image_fingerprint(),
     }
 

