@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     ml_service_secret_file: Path | None = Field(default=None, description="the token in a file (a Docker or "
                                                 "Kubernetes secret); its first token is used")
     ml_service_timeout_s: float = Field(default=5.0, gt=0, description="a call's whole time budget, retries included")
-    ml_service_retries: int = Field(default=2, ge=0, description="retries on connection errors, 503 and 429")
+    ml_service_retries: int = Field(default=2, ge=0, description="retries on connection errors, 429, 502, 503 and 504")
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open the circuit")
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="open circuit: time before one probe call")
     openai_api_key: str | None = Field(default=None, repr=False)

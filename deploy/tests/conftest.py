@@ -18,7 +18,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "backend"))  # the backend's settings (`app.config`) for the environment checks
 sys.path.insert(0, str(Path(__file__).parent))
+from dockerutil import REPORT, build, sh  # noqa: E402 (after the path above)
+
 BASE_IMAGE = "ml-service-base:bookworm"
+IMAGE, IMAGE_BACKEND = "ml-service:0.1.0", "ml-service-backend:0.1.0"  # the tags docker-compose.yml names
+TOKEN = "tok-docker-test-5b1f"
 
 
 def free_port() -> int:
@@ -80,6 +84,23 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker: str) -> str:
+    start = time.monotonic()
+    sh([str(REPO / "deploy" / "docker" / "base-image.sh"), BASE_IMAGE], env={"DOCKER": docker})
+    REPORT["base image (mmdebstrap + import, or cached)"] = {"s": round(time.monotonic() - start, 1)}
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def images(docker: str, base_image: str) -> dict[str, str]:
+    """The CPU image and the backend's, built offline from the host's wheelhouses."""
+    sh([str(REPO / "deploy" / "docker" / "wheelhouse.sh"), "cpu", "backend"])
+    build(docker, IMAGE, REPO / "ml-service", BASE_IMAGE=base_image, WHEELHOUSE="wheelhouse")
+    build(docker, IMAGE_BACKEND, REPO / "backend", BASE_IMAGE=base_image, WHEELHOUSE="wheelhouse")
+    return {"ml-service": IMAGE, "backend": IMAGE_BACKEND}
 
 
 @pytest.fixture(scope="session")

@@ -12,30 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import BASE_IMAGE, free_port
+from conftest import IMAGE, TOKEN, free_port
 from dockerutil import REPO, REPORT, Container, build, sh
 
 pytestmark = pytest.mark.docker
-IMAGE, IMAGE_MODELS, IMAGE_GPU, IMAGE_BACKEND = ("ml-service:0.1.0", "ml-service:0.1.0-models", "ml-service:0.1.0-gpu",
-                                                 "ml-service-backend:0.1.0")
-TOKEN = "tok-docker-test-5b1f"
-
-
-@pytest.fixture(scope="session")
-def base_image(docker: str) -> str:
-    start = time.monotonic()
-    sh([str(REPO / "deploy" / "docker" / "base-image.sh"), BASE_IMAGE], env={"DOCKER": docker})
-    REPORT["base image (mmdebstrap + import, or cached)"] = {"s": round(time.monotonic() - start, 1)}
-    return BASE_IMAGE
-
-
-@pytest.fixture(scope="session")
-def images(docker: str, base_image: str) -> dict[str, str]:
-    """The CPU image and the backend's, built offline from the host's wheelhouses."""
-    sh([str(REPO / "deploy" / "docker" / "wheelhouse.sh"), "cpu", "backend"])
-    build(docker, IMAGE, REPO / "ml-service", BASE_IMAGE=base_image, WHEELHOUSE="wheelhouse")
-    build(docker, IMAGE_BACKEND, REPO / "backend", BASE_IMAGE=base_image, WHEELHOUSE="wheelhouse")
-    return {"ml-service": IMAGE, "backend": IMAGE_BACKEND}
+IMAGE_MODELS, IMAGE_GPU = "ml-service:0.1.0-models", "ml-service:0.1.0-gpu"
 
 
 @pytest.fixture

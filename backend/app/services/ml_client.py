@@ -1,6 +1,6 @@
 """`MLServiceClient`: the backend's one way to ml-service (the guide's `ml_client.inference(model_type, data)` plus
 typed helpers). One pooled `httpx.AsyncClient`, opened and closed with the app; bearer token; timeouts; retries
-on connection errors, 503 and 429 only (honouring Retry-After, within the call's budget); a circuit breaker so
+on connection errors, 429, 502, 503 and 504 only (honouring Retry-After, within the call's budget); a circuit breaker so
 that a dead ml-service costs no latency."""
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class MLServiceClient:
                 raise TimeoutError("ml-service did not answer in time") from exc
             except httpx.TransportError as exc:  # refused, reset, dropped mid-answer: inference is safe to repeat
                 raise Retryable(f"cannot reach ml-service: {type(exc).__name__}") from exc
-            if response.status_code in (429, 503):
+            # 502/504: a proxy in front of replicas (nginx, a load balancer) lost the replica it picked mid-request
+            if response.status_code in (429, 502, 503, 504):
                 raise Retryable(f"ml-service answered {response.status_code}", _retry_after(response))
             if response.status_code >= 500:
                 raise ServerFailure(f"ml-service answered {response.status_code}")

@@ -1,7 +1,7 @@
 """Retries and a circuit breaker for calls to ml-service.
 
 A small module of our own rather than `tenacity`: what we need is one loop that honours `Retry-After`, stays
-within the call's time budget, retries only connection errors, 503 and 429, and reports to the breaker once
+within the call's time budget, retries only connection errors, 429, 502, 503 and 504, and reports to the breaker once
 per call; tenacity would need all of that written as callbacks around it, and it has no breaker.
 """
 

@@ -69,6 +69,19 @@ def test_a_connection_dropped_mid_answer_is_retried(settings_for: Any) -> None:
     assert run(client(settings_for, script).embed(["a"])) == [[0.1, 0.2]] and script.calls == 3
 
 
+def test_a_proxy_s_502_and_504_are_retried(settings_for: Any) -> None:
+    """nginx in front of replicas answers 502/504 when the replica it picked dies mid-request: try again."""
+    script = Script((502, {"error": {}}, {}), (504, {"error": {}}, {}), (200, OK, {}))
+    assert run(client(settings_for, script).embed(["a"])) == [[0.1, 0.2]] and script.calls == 3
+
+
+def test_a_500_is_not_retried(settings_for: Any) -> None:
+    script = Script((500, {"error": {}}, {}), (200, OK, {}))
+    with pytest.raises(MLServiceUnavailable, match="answered 500"):
+        run(client(settings_for, script).embed(["a"]))
+    assert script.calls == 1
+
+
 def test_other_4xx_are_not_retried_and_say_why(settings_for: Any) -> None:
     script = Script((422, {"error": {"code": "invalid_input", "message": "data.text must be a string"}}, {}))
     with pytest.raises(MLServiceRejected) as info:
