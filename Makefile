@@ -104,9 +104,17 @@ clean:
 	rm -rf $(VENV) $(MODEL_CACHE_DIR)
 
 # Benchmarks (need wrk: apt-get install wrk). Results and the command go to docs/benchmarks.md by hand.
-.PHONY: bench bench-limit bench-peers bench-fairness soak
+.PHONY: bench bench-limit bench-peers bench-fairness soak bench-gpu
 bench-limit: models
 	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR)
+
+# On a machine with an NVIDIA GPU and onnxruntime-gpu (the GPU image has both): the in-process limit on the CPU and
+# on CUDA, interleaved in one run; it stops if CUDA was asked for and not used
+bench-gpu: models
+	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR) --versions 1,2 --devices cpu,cuda \
+		--out bench/results/limit-gpu.json
+	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR) --model item-classifier --versions 1 \
+		--devices cpu,cuda --out bench/results/limit-gpu-image.json
 
 bench: models
 	$(BIN)/python bench/serve.py --systems ml-service --model-dir $(MODEL_CACHE_DIR)

@@ -51,7 +51,7 @@ def _run(task: Any, runtime: Any, batches: list[list[str]], workers: int, second
 
 
 def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
-        runtime_name: str | None = None) -> dict[str, float]:
+        runtime_name: str | None = None, device: str = "auto") -> dict[str, float]:
     """Run one (version, order) point in this process; returns sentences/s per batch size.
 
     Like the server: `workers` threads (one per core by default) each take the next batch and run it
@@ -60,7 +60,7 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
     from ml_service.repository import ModelRepository
     from ml_service.settings import Settings
 
-    settings = Settings(model_cache_dir=model_dir)
+    settings = Settings(model_cache_dir=model_dir, device=device)
     repo = ModelRepository(model_dir)
     repo.scan()
     registry = ModelRegistry(repo, settings)
@@ -69,6 +69,9 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
         entry.manifest = entry.manifest.model_copy(update={"runtime": runtime_name})
     loaded = registry._load_sync(entry, entry.version(version), 0)
     task, runtime = loaded.task, loaded.runtime
+    if device == "cuda" and runtime.device != "cuda":
+        raise SystemExit(f"asked for the GPU, but {model} v{version} runs on {runtime.device} (see the log above)")
+    workers = settings.workers(on_gpu=runtime.device == "cuda")
     texts = corpus()
     out: dict[str, float] = {}
     for bs in BATCHES:
@@ -79,7 +82,7 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
         batches = [order[k:k + bs] for k in range(0, len(order), bs)]  # the texts of each batch
         first = task.preprocess(batches[0])
         runtime.predict(task.collate(first))  # type: ignore[arg-type]  # warm-up
-        out[str(bs)] = _run(task, runtime, batches, settings.workers(), seconds)
+        out[str(bs)] = _run(task, runtime, batches, workers, seconds)
     if not sort:  # one request alone: a single sentence at a time on one worker, as the server runs it
         lat = []
         for text in texts[:300]:
@@ -89,7 +92,7 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
             task.postprocess(runtime.predict(feeds), feeds, batch)  # type: ignore[arg-type]
             lat.append((time.perf_counter() - t) * 1000)
         out["single_p50_ms"] = statistics.median(lat)
-    out["workers"] = settings.workers()
+    out["workers"] = workers
     out["threads"] = settings.threads
     return out
 
@@ -103,25 +106,35 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "limit.json")
     ap.add_argument("--runtime", default=None, help="override the manifest's runtime (onnx, openvino)")
-    ap.add_argument("--one", nargs=2, metavar=("VERSION", "ORDER"), help=argparse.SUPPRESS)
+    ap.add_argument("--devices", default="auto", help="e.g. cpu,cuda: each point on each device, interleaved "
+                    "(`make bench-gpu`)")
+    ap.add_argument("--one", nargs=3, metavar=("VERSION", "ORDER", "DEVICE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        version, order = args.one
-        print(json.dumps(one(args.model_dir, args.model, version, order == "sorted", args.seconds, args.runtime)))
+        version, order, device = args.one
+        print(json.dumps(one(args.model_dir, args.model, version, order == "sorted", args.seconds, args.runtime,
+                             device)))
         return
     from rich.progress import Progress
 
-    points = [(v, o) for v in args.versions.split(",") for o in ("arrival", "sorted")]
-    runs: dict[str, list[dict[str, float]]] = {f"v{v} {o}": [] for v, o in points}
+    devices = args.devices.split(",")
+    points = [(v, o, d) for v in args.versions.split(",") for o in ("arrival", "sorted") for d in devices]
+
+    def key(v: str, o: str, d: str) -> str:
+        return f"v{v} {o}" + (f" {d}" if len(devices) > 1 else "")
+
+    runs: dict[str, list[dict[str, float]]] = {key(*p): [] for p in points}
     with Progress() as progress:
         bar = progress.add_task("in-process limit", total=args.rounds * len(points))
         for _ in range(args.rounds):
-            for v, o in points:  # interleaved rounds, one process per point
+            for v, o, d in points:  # interleaved rounds, one process per point
                 cmd = [sys.executable, __file__, "--model-dir", str(args.model_dir), "--model", args.model,
-                       "--seconds", str(args.seconds), "--one", v, o] + (
+                       "--seconds", str(args.seconds), "--one", v, o, d] + (
                     ["--runtime", args.runtime] if args.runtime else [])
-                res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                runs[f"v{v} {o}"].append(json.loads(res.stdout.strip().splitlines()[-1]))
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise SystemExit(f"point v{v} {o} on {d} failed:\n{res.stderr[-2000:]}")
+                runs[key(v, o, d)].append(json.loads(res.stdout.strip().splitlines()[-1]))
                 progress.advance(bar)
     table: dict[str, Any] = {k: {bs: {"median": statistics.median(r[str(bs)] for r in rs),
                                       "min": min(r[str(bs)] for r in rs), "max": max(r[str(bs)] for r in rs)}
@@ -134,7 +147,7 @@ def main() -> None:
         cells = [f"{row[b]['median']:.0f} ({row[b]['min']:.0f}-{row[b]['max']:.0f})" for b in BATCHES]
         print(f"| {k} | " + " | ".join(cells) + " |")
     for k, ms in single.items():
-        print(f"single-item latency alone, {k.split()[0]}: p50 {ms:.2f} ms")
+        print(f"single-item latency alone, {k.replace(' arrival', '')}: p50 {ms:.2f} ms")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cores": os.cpu_count(), "table": table, "single_p50_ms": single}, indent=2))
     print(f"written {args.out}")
