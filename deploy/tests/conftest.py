@@ -40,25 +40,31 @@ def _engine_answers(docker: str) -> bool:
     return subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0
 
 
-def _install_docker() -> str | None:
-    """apt-get install docker.io (root with apt only); the reason it could not be, else None."""
-    if shutil.which("dockerd"):
+def installed(binary: str) -> str | None:
+    """The path of a program (root's sbin included, where Debian puts daemons)."""
+    return shutil.which(binary) or next((p for p in (f"/usr/sbin/{binary}",) if Path(p).exists()), None)
+
+
+def apt_install(package: str, binary: str) -> str | None:
+    """Debian's `package` installed when `binary` is missing (root with apt-get only); the reason it could not
+    be, else None."""
+    if installed(binary):
         return None
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "no dockerd, and no root apt-get to install Debian's docker.io"
+        return f"no {binary}, and no root apt-get to install Debian's {package}"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "-qq", "docker.io"], ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "docker.io"]):
+    for cmd in (["apt-get", "install", "-y", "-qq", package], ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", package]):
         done = subprocess.run(cmd, capture_output=True, env=env, timeout=900).returncode == 0
         if done and cmd[1] == "install":
             return None
-    return "apt-get install docker.io failed"
+    return f"apt-get install {package} failed"
 
 
 @pytest.fixture(scope="session")
 def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The docker CLI, talking to a running engine: the machine's, or one started here for the session."""
-    problem = _install_docker()
+    problem = apt_install("docker.io", "dockerd")
     if problem:
         pytest.skip(f"Docker cannot be had here: {problem}")
     cli = docker_cli()

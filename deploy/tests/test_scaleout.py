@@ -8,9 +8,7 @@ import asyncio
 import os
 import re
 import secrets
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,8 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ml_service.testing.redis import RedisUnavailable, redis_server
 
-from conftest import free_port
+from conftest import apt_install, free_port, installed
 from dockerutil import REPORT
 
 pytestmark = pytest.mark.docker
@@ -41,31 +40,13 @@ REPLICA_ENV = {  # three replicas on two cores: one compute worker, one thread e
 
 
 # -- the processes ------------------------------------------------------------------------------------------------
-def _install_nginx() -> str | None:
-    """apt-get install Debian's nginx (root with apt only); the reason it could not be, else None."""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "no nginx, and no root apt-get to install Debian's nginx"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "-qq", "nginx"], ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "nginx"]):
-        done = subprocess.run(cmd, capture_output=True, env=env, timeout=600).returncode == 0
-        if done and cmd[1] == "install":
-            return None
-    return "apt-get install nginx failed"
-
-
-def _nginx_exe() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-
-
 @pytest.fixture(scope="module")
 def nginx_exe() -> str:
     """Debian's nginx, installed with apt-get when missing."""
-    if _nginx_exe() is None:
-        problem = _install_nginx()
-        if problem:
-            pytest.skip(f"nginx cannot be had here: {problem}")
-    exe = _nginx_exe()
+    problem = apt_install("nginx", "nginx")
+    if problem:
+        pytest.skip(f"nginx cannot be had here: {problem}")
+    exe = installed("nginx")
     assert exe is not None
     return exe
 
@@ -73,29 +54,11 @@ def nginx_exe() -> str:
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis (Debian's redis-server) on a free loopback port for the module; stopped at the end."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
-                c.sendall(b"PING\r\n")
-                if c.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("redis-server did not start")
-        time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    try:
+        with redis_server(tmp_path_factory.mktemp("redis")) as url:
+            yield url
+    except RedisUnavailable as e:
+        pytest.skip(str(e))
 
 
 @dataclass

@@ -112,6 +112,16 @@ def image_classifier_onnx(path: Path, weight: np.ndarray) -> None:
     _save(graph, path)
 
 
+#: the manifest of `tensor_onnx`'s graph
+TENSOR_MANIFEST: dict[str, Any] = {
+    "task": "tensor", "runtime": "onnx", "file": "model.onnx",
+    "inputs": [{"name": "a", "dtype": "float32", "shape": [-1, 4]},
+               {"name": "b", "dtype": "float32", "shape": [-1, 4]}],
+    "outputs": [{"name": "sum", "dtype": "float32", "shape": [-1, 4]},
+                {"name": "prod", "dtype": "float32", "shape": [-1, 4]}],
+}
+
+
 def tensor_onnx(path: Path) -> None:
     """a, b float32 [N, 4] -> sum = a + b, prod = a * b."""
     from onnx import TensorProto, helper
@@ -212,14 +222,7 @@ def build_onnx_repo(root: Path, make_model: Callable[..., Path], write_tokenizer
     }, labels=IMAGE_LABELS)
     image_classifier_onnx(mdir / "1" / "model.onnx", np.eye(3, dtype=np.float32) * 10.0)
 
-    mdir = make_model(root, "tensor-math", {
-        "task": "tensor", "runtime": "onnx", "file": "model.onnx",
-        "inputs": [{"name": "a", "dtype": "float32", "shape": [-1, 4]},
-                   {"name": "b", "dtype": "float32", "shape": [-1, 4]}],
-        "outputs": [{"name": "sum", "dtype": "float32", "shape": [-1, 4]},
-                    {"name": "prod", "dtype": "float32", "shape": [-1, 4]}],
-        "limits": {"max_items": 8},
-    })
+    mdir = make_model(root, "tensor-math", {**TENSOR_MANIFEST, "limits": {"max_items": 8}})
     tensor_onnx(mdir / "1" / "model.onnx")
 
     # broken: reported by name, never stops the others

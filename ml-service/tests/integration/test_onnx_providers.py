@@ -11,7 +11,7 @@ import pytest
 from ml_service.manifest import load_manifest
 from ml_service.runtime import onnx as ort_runtime
 from ml_service.runtime.base import RuntimeOptions
-from tests.integration.helpers import tensor_onnx
+from tests.integration.helpers import TENSOR_MANIFEST, tensor_onnx
 
 CUDA = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -36,13 +36,7 @@ def test_asking_for_cuda_without_it_is_logged(caplog):
 @pytest.fixture
 def tensor_model(make_model):
     def build(root):
-        mdir = make_model(root, "tensor-math", {
-            "task": "tensor", "runtime": "onnx", "file": "model.onnx",
-            "inputs": [{"name": "a", "dtype": "float32", "shape": [-1, 4]},
-                       {"name": "b", "dtype": "float32", "shape": [-1, 4]}],
-            "outputs": [{"name": "sum", "dtype": "float32", "shape": [-1, 4]},
-                        {"name": "prod", "dtype": "float32", "shape": [-1, 4]}],
-        })
+        mdir = make_model(root, "tensor-math", TENSOR_MANIFEST)
         tensor_onnx(mdir / "1" / "model.onnx")
         return mdir
     return build
