@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ml_service.testing.process import spawn, stop, wait_ready
 from ml_service.testing.redis import RedisUnavailable, redis_server
 
 from conftest import apt_install, free_port, installed
@@ -79,25 +80,11 @@ class Replica:
         return f"127.0.0.1:{self.port}"
 
     def launch(self) -> None:
-        exe = Path(sys.executable).with_name("ml-service")
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([str(exe), "serve"], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        self.proc = spawn([str(Path(sys.executable).with_name("ml-service")), "serve"], self.log, env=self.env)
 
     def wait_ready(self, timeout: float = 120) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"replica :{self.port} exited {self.proc.returncode}:\n"
-                                   f"{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"replica :{self.port} not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
+        wait_ready(self.proc, f"{self.url}/health/ready", self.log, timeout)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -110,18 +97,12 @@ class Replica:
 
 
 def stop_replicas(replicas: list[Replica]) -> None:
-    """SIGTERM every live replica at once, then wait (SIGKILL what outlives its grace)."""
-    live = [r for r in replicas if r.alive()]
-    for r in live:
-        assert r.proc is not None
-        os.killpg(r.proc.pid, signal.SIGTERM)
-    for r in live:
-        assert r.proc is not None
-        try:
-            r.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(r.proc.pid, signal.SIGKILL)
-            r.proc.wait(10)
+    """SIGTERM every live replica at once (they drain in parallel), then wait (SIGKILL what outlives its grace)."""
+    live = [r.proc for r in replicas if r.proc is not None and r.alive()]
+    for proc in live:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in live:
+        stop(proc, grace=20)
 
 
 NGINX_CONF = """\
@@ -174,21 +155,17 @@ class Nginx:
             for n, port in self.ports.items())
         conf = tmp / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=tmp, blocks=blocks))
-        self.proc = subprocess.Popen([exe, "-p", f"{tmp}/", "-e", str(tmp / "error.log"), "-c", str(conf),
-                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        error_log = tmp / "error.log"
+        self.proc = spawn([exe, "-p", f"{tmp}/", "-e", str(error_log), "-c", str(conf), "-g", "daemon off;"],
+                          tmp / "nginx.out")
         deadline = time.monotonic() + 30
-        for url in self.urls.values():  # ready: every port answers the replicas' readiness through nginx
-            while True:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"nginx did not start:\n{(tmp / 'error.log').read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+        try:  # ready: every port answers the replicas' readiness through nginx
+            for url in self.urls.values():
+                wait_ready(self.proc, f"{url}/health/ready", error_log, max(0.1, deadline - time.monotonic()),
+                           interval=0.1)
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"nginx did not start: {e}") from None
 
     @property
     def urls(self) -> dict[int, str]:
@@ -204,16 +181,7 @@ class Nginx:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish what is in flight
-            try:
-                self.proc.wait(10)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        stop(self.proc, grace=10, sig=signal.SIGQUIT)  # SIGQUIT: graceful, finish what is in flight
 
 
 @dataclass

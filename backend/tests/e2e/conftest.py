@@ -8,12 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from ml_service.testing.process import spawn, stop, wait_ready
 
 BACKEND = Path(__file__).resolve().parents[2]
 REPO = BACKEND.parent
@@ -27,35 +27,24 @@ def free_port() -> int:
 
 
 class Proc:
+    """A server process of the e2e tests (ml-service or the backend)."""
+
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, ready_url: str, log: Path) -> None:
         self.args, self.env, self.cwd, self.ready_url, self.log = args, env, cwd, ready_url, log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120) -> Proc:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, env={**os.environ, **self.env}, cwd=self.cwd, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args[0]} exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.ready_url, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+        self.proc = spawn(self.args, self.log, env={**os.environ, **self.env}, cwd=self.cwd)
+        try:
+            wait_ready(self.proc, self.ready_url, self.log, timeout)
+        except RuntimeError:
+            stop(self.proc)
+            raise
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop(self.proc, grace=30, sig=sig)
 
 
 @pytest.fixture(scope="session")

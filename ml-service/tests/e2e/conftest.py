@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from ml_service.testing.process import spawn, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -53,32 +53,18 @@ def start_server(model_dir: Path, tmp: Path, env: dict[str, str] | None = None, 
     full_env = {**os.environ, "MODEL_CACHE_DIR": str(model_dir), "ML_SERVICE_PORT": str(port),
                 "ML_SERVICE_HOST": "127.0.0.1", **(env or {})}
     exe = Path(sys.executable).with_name("ml-service")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(exe), "serve"], env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    proc = spawn([str(exe), "serve"], log, env=full_env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}{ready}", timeout=2).status_code == 200:
-                return Server(proc, url, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_server(Server(proc, url, log))
-    raise RuntimeError(f"server not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+    try:
+        wait_ready(proc, f"{url}{ready}", log, timeout)
+    except RuntimeError:
+        stop(proc)
+        raise
+    return Server(proc, url, log)
 
 
 def stop_server(server: Server) -> None:
-    if server.proc.poll() is None:
-        os.killpg(server.proc.pid, signal.SIGTERM)
-        try:
-            server.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.proc.pid, signal.SIGKILL)
-            server.proc.wait(10)
+    stop(server.proc, grace=20)
 
 
 @pytest.fixture(scope="session")
