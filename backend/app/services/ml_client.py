@@ -19,6 +19,7 @@ from app.services.resilience import (
     RetryPolicy,
     ServerFailure,
     call_with_retries,
+    send,
 )
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,6 @@ class MLServiceRejected(MLServiceError):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.replace(".", "", 1).isdigit() else None
 
 
 class MLServiceClient:
@@ -66,19 +62,7 @@ class MLServiceClient:
 
     async def _request(self, method: str, path: str, json: Any = None) -> Any:
         async def once() -> Any:
-            try:
-                response = await self.http.request(method, path, json=json)
-            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent
-                raise Retryable(f"cannot reach ml-service: {type(exc).__name__}") from exc
-            except httpx.TimeoutException as exc:  # sent, no answer in time: not tried again within the budget
-                raise TimeoutError("ml-service did not answer in time") from exc
-            except httpx.TransportError as exc:  # refused, reset, dropped mid-answer: inference is safe to repeat
-                raise Retryable(f"cannot reach ml-service: {type(exc).__name__}") from exc
-            # 502/504: a proxy in front of replicas (nginx, a load balancer) lost the replica it picked mid-request
-            if response.status_code in (429, 502, 503, 504):
-                raise Retryable(f"ml-service answered {response.status_code}", _retry_after(response))
-            if response.status_code >= 500:
-                raise ServerFailure(f"ml-service answered {response.status_code}")
+            response = await send("ml-service", self.http.request(method, path, json=json))
             if response.status_code >= 400:
                 err = _error(response)
                 raise MLServiceRejected(response.status_code, err.get("code", "error"), err.get("message", ""))

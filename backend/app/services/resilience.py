@@ -1,4 +1,4 @@
-"""Retries and a circuit breaker for calls to ml-service.
+"""Retries and a circuit breaker for calls to ml-service (and to Vertex AI, the same way).
 
 A small module of our own rather than `tenacity`: what we need is one loop that honours `Retry-After`, stays
 within the call's time budget, retries only connection errors, 429, 502, 503 and 504, and reports to the breaker once
@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import httpx
+
 T = TypeVar("T")
+#: answers worth trying again: over a rate limit, overloaded, or a proxy (nginx, a load balancer, Google's front
+#: end) that lost the replica it picked
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class CircuitOpen(Exception):
@@ -22,7 +27,7 @@ class CircuitOpen(Exception):
 
 
 class Retryable(Exception):
-    """A failure worth trying again (connection error, 503, 429), with the server's Retry-After if it gave one."""
+    """A failure worth trying again (a connection error, RETRY_STATUSES), with the server's Retry-After if given."""
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -117,4 +122,30 @@ def _is_failure(exc: BaseException) -> bool:
 
 
 class ServerFailure(Exception):
-    """ml-service answered with a 5xx other than 503 (not retried, but an outage for the breaker)."""
+    """A 5xx outside RETRY_STATUSES (not retried, but an outage for the breaker)."""
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The server's `Retry-After` in seconds, when it gave a number."""
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.replace(".", "", 1).isdigit() else None
+
+
+async def send(peer: str, request: Awaitable[httpx.Response]) -> httpx.Response:
+    """One HTTP exchange with `peer`, its failures in the terms of `call_with_retries`: never sent, or cut off
+    (refused, reset, dropped mid-answer) -> Retryable (the calls are safe to repeat); sent but unanswered in time ->
+    TimeoutError (not tried again within the budget); RETRY_STATUSES -> Retryable with the server's Retry-After;
+    any other 5xx -> ServerFailure. 2xx and 4xx answers are the caller's."""
+    try:
+        response = await request
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent
+        raise Retryable(f"cannot reach {peer}: {type(exc).__name__}") from exc
+    except httpx.TimeoutException as exc:
+        raise TimeoutError(f"{peer} did not answer in time") from exc
+    except httpx.TransportError as exc:
+        raise Retryable(f"cannot reach {peer}: {type(exc).__name__}") from exc
+    if response.status_code in RETRY_STATUSES:
+        raise Retryable(f"{peer} answered {response.status_code}", retry_after(response))
+    if response.status_code >= 500:
+        raise ServerFailure(f"{peer} answered {response.status_code}")
+    return response

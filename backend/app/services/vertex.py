@@ -22,6 +22,7 @@ from app.services.resilience import (
     RetryPolicy,
     ServerFailure,
     call_with_retries,
+    send,
 )
 from app.services.sanitize import Sanitizer
 
@@ -111,19 +112,8 @@ class VertexClient:
                 raise
             except Exception as exc:  # DefaultCredentialsError: Google's endpoint without credentials
                 raise VertexNotConfigured(f"no Google credentials for Vertex ({type(exc).__name__})") from None
-            try:
-                r = await self.http.post(self.url, json={"instances": instances, "parameters": parameters},
-                                         headers=headers)
-            except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
-                raise Retryable(f"cannot reach Vertex: {type(exc).__name__}") from exc
-            except httpx.TimeoutException as exc:
-                raise TimeoutError("Vertex did not answer in time") from exc
-            except httpx.TransportError as exc:
-                raise Retryable(f"cannot reach Vertex: {type(exc).__name__}") from exc
-            if r.status_code in (429, 503):
-                raise Retryable(f"Vertex answered {r.status_code}")
-            if r.status_code >= 500:
-                raise ServerFailure(f"Vertex answered {r.status_code}")
+            r = await send("Vertex", self.http.post(self.url, json={"instances": instances, "parameters": parameters},
+                                                    headers=headers))
             if r.status_code >= 400:
                 raise VertexError(f"Vertex refused the request: {r.status_code} {_status(r)}")
             try:

@@ -52,8 +52,10 @@ def test_google_s_own_endpoint_by_default(settings_for: Any) -> None:
     assert c.url.startswith("https://europe-west4-aiplatform.googleapis.com/v1/projects/household/")
 
 
-def test_503_is_retried_then_answered(settings_for: Any) -> None:
-    script = Script((503, {"error": {"status": "UNAVAILABLE"}}, {}), (200, {"predictions": [LABEL]}, {}))
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_a_transient_answer_is_retried_then_answered(settings_for: Any, status: int) -> None:
+    """The same statuses as ml-service's client: Google's front end also answers 502/504 for a lost replica."""
+    script = Script((status, {"error": {"status": "UNAVAILABLE"}}, {}), (200, {"predictions": [LABEL]}, {}))
     assert classify(vertex(settings_for, script), ["x"]) == [LABEL] and script.calls == 2
 
 
