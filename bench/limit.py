@@ -8,6 +8,7 @@ count: the least padding any batcher could get), with the same workers and threa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -63,11 +64,12 @@ def one(model_dir: Path, model: str, version: str, sort: bool, seconds: float,
     settings = Settings(model_cache_dir=model_dir, device=device)
     repo = ModelRepository(model_dir)
     repo.scan()
-    registry = ModelRegistry(repo, settings)
+    registry = ModelRegistry(settings)
     entry = repo.get(model)
-    if runtime_name and entry.manifest is not None:  # the same files through another runtime
-        entry.manifest = entry.manifest.model_copy(update={"runtime": runtime_name})
-    loaded = registry._load_sync(entry, entry.version(version), 0)
+    mv = entry.versions[int(version)]
+    if runtime_name and mv.manifest is not None:  # the same files through another runtime
+        mv = dataclasses.replace(mv, manifest=mv.manifest.model_copy(update={"runtime": runtime_name}))
+    loaded = registry._load_sync(entry, mv, 0)
     task, runtime = loaded.task, loaded.runtime
     if device == "cuda" and runtime.device != "cuda":
         raise SystemExit(f"asked for the GPU, but {model} v{version} runs on {runtime.device} (see the log above)")

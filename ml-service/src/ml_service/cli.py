@@ -96,24 +96,25 @@ def models_list(model_dir: ModelDir = None) -> None:
     repo = ModelRepository(settings.model_cache_dir)
     entries = repo.scan()
     table = Table(title=f"models in {settings.model_cache_dir}")
-    for col in ("name", "task", "runtime", "aliases", "versions", "served", "status"):
+    for col in ("name", "task", "runtime", "aliases", "versions", "servable", "status"):
         table.add_column(col)
     for name, e in entries.items():
         m = e.manifest
         table.add_row(name, m.task if m else "-", m.runtime if m else "-", ", ".join(repo.aliases_of(name)),
-                      ", ".join(map(str, sorted(e.versions))), ", ".join(map(str, e.served_versions)),
-                      "ok" if e.valid else f"[red]invalid: {e.error}[/red]")
+                      ", ".join(map(str, sorted(e.versions))), ", ".join(map(str, e.candidates)),
+                      ("ok" if not e.manifest_error else f"[yellow]{e.manifest_error}[/yellow]") if e.valid
+                      else f"[red]invalid: {e.error}[/red]")
     console.print(table)
 
 
 @models_app.command("validate")
 def models_validate(
     path: Annotated[Path, typer.Argument(help="a model directory or a repository")],
-    load: Annotated[bool, typer.Option(help="also load each served version and run its checks")] = True,
+    load: Annotated[bool, typer.Option(help="also load each servable version and run its checks")] = True,
 ) -> None:
     """Check model directories as the server would (manifest, files, aliases, then a real load with its
     warm-up and label checks); exit 1 if any is invalid."""
-    from ml_service.registry import LoadFailure, ModelRegistry, _describe
+    from ml_service.registry import LoadFailure, ModelRegistry, describe_failure
     from ml_service.repository import ModelRepository
 
     root, only = (path.parent, path.name) if (path / "model.toml").exists() else (path, None)
@@ -122,26 +123,27 @@ def models_validate(
     if not entries:
         console.print(f"[red]no model directories under {path}[/red]")
         raise typer.Exit(1)
-    registry = ModelRegistry(repo, _settings(root, compute_workers=1))
+    registry = ModelRegistry(_settings(root, compute_workers=1))
     bad = 0
     for name, e in entries.items():
         problems = [e.error] if e.error else []
+        problems += [e.manifest_error] if e.manifest_error else []
         problems += [f"alias {a!r} is already claimed by model {repo.canonical_name(a)!r}" for a in e.alias_conflicts]
         if e.valid and load:
-            for v in e.served_versions:
+            for v in e.candidates:
                 try:
-                    registry.check(e, v)
+                    registry.check(e, e.versions[v])
                 except LoadFailure as exc:
-                    detail = f" ({_describe(exc.__cause__)})" if exc.__cause__ else ""
+                    detail = f" ({describe_failure(exc.__cause__)})" if exc.__cause__ else ""
                     problems.append(f"version {v} does not load: {exc.reason}{detail}")
                 except Exception as exc:
-                    problems.append(f"version {v} does not load: {_describe(exc)}")
+                    problems.append(f"version {v} does not load: {describe_failure(exc)}")
         if problems:
             bad += 1
             console.print(f"[red]invalid[/red] {name}: " + "; ".join(problems), soft_wrap=True)
         else:
-            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, served {e.served_versions}",
-                          soft_wrap=True)
+            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, servable "
+                          f"{list(e.candidates)}", soft_wrap=True)
     raise typer.Exit(1 if bad else 0)
 
 
@@ -221,7 +223,7 @@ def predict(
     model_dir: ModelDir = None,
 ) -> None:
     """Run one prediction in process (no server) and print the JSON answer."""
-    from ml_service.service import InferenceService
+    from ml_service.core import Core
 
     if bool(text) == bool(image):
         console.print("[red]give --text or --image[/red]")
@@ -236,14 +238,15 @@ def predict(
         from ml_service.codecs import native  # the service's own API's answer, without HTTP
         from ml_service.observe import RequestContext
 
-        service = InferenceService(_settings(model_dir))
-        service.repository.scan()
+        core = Core.build(_settings(model_dir))
+        core.repository.scan()
         try:
             req = native.parse_request({"model_type": model, "data": data, "version": version})
-            request, k = native.decode(req, service.spec(req.model, req.version))
-            return native.encode(await service.infer(request, RequestContext("cli", "predict")), k)
+            resolved = await core.service.resolve(req.model, req.version)
+            request, k = native.decode(req, resolved.spec)
+            return native.encode(await core.service.infer(request, resolved, RequestContext("cli", "predict")), k)
         finally:
-            await service.stop()
+            await core.stop()
 
     try:
         out = asyncio.run(run())

@@ -77,12 +77,12 @@ class ModelSpec:
     version: int
     task: str
     runtime: str
-    served_versions: tuple[int, ...]
     signature: Signature
     limits: Limits
     labels: tuple[str, ...] = ()
     normalized: bool = False  # embeddings are L2-normalized
-    created: int = 0  # when its model.toml was written (unix seconds)
+    created: int = 0  # when its version directory was published (unix seconds)
+    fingerprint: str = ""  # of the files it was built from
 
     @property
     def embeds(self) -> bool:

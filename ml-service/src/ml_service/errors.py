@@ -97,6 +97,14 @@ class ModelUnavailable(MLServiceError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class ModelFailed(MLServiceError):
+    """The model version failed to load as it is on disk: retrying does not help until its files change or an
+    operator loads it again, so no Retry-After is given."""
+
+    status_code = 503
+    code = "model_failed"
+
+
 class QueueFull(MLServiceError):
     """The model's batch queue is full; the client should retry shortly."""
 

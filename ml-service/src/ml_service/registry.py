@@ -1,17 +1,21 @@
 """Loaded models: lazy loading (once, however many ask), a memory budget with LRU eviction that never thrashes,
-draining unloads, failed-load reporting, and shared-encoder heads.
+draining unloads, failed-load memory, republished versions swapped in only once they work, and shared-encoder heads.
 
-Memory policy. Each model counts what it really cost: the process RSS growth while it loaded and ran its
-full-size warm-up batch on every compute worker (so its runtime's arena is at working size), or the file
-estimate until it has been measured once. A load that does not fit evicts least-recently-used models, but
-only models that have been idle for `eviction_idle_s` and only when evicting them makes the load fit; else it
-waits for memory (bounded by the request's deadline) and then answers 503 with Retry-After. Being over budget
-is never a failed load. So a model in use is never evicted, and a model evicted moments ago cannot evict its
-evictor in turn until that one has been idle too: no load/evict loop.
+The registry loads what it is asked for; which version a request gets is the rollout's decision (rollout.py).
 
-Heads (model.toml `encoder`) hold only their head graph; a request on a head holds its encoder too (loading
-it if needed) and runs the head as a post-step on the encoder's batches. An encoder can be unloaded or evicted
-like any model: its heads load it again on their next request.
+Memory policy (memory.py's `MemoryBudget`): each model counts what it really cost, the process RSS growth while it
+loaded and ran its full-size warm-up batch on every compute worker, or the file estimate until it has been
+measured once. A load that does not fit evicts least-recently-used models, but only models idle for
+`eviction_idle_s` and only when that makes the load fit; else it waits for memory (bounded by the request's
+deadline) and then answers 503 with Retry-After. Being over budget is never a failed load.
+
+Failures are remembered per version *and fingerprint*: a version that failed as it is on disk is not tried
+again until its files change (or an explicit load asks), and a changed version is tried afresh without anyone
+asking. A loaded version whose files change is swapped for a new instance only after that one loaded and
+passed its warm-up (`restage`); if it fails, the old instance keeps serving.
+
+Heads (model.toml `encoder`) hold only their head graph; a request on a head holds its encoder too and runs the
+head as a post-step on the encoder's batches.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ml_service.batching import Batcher, BatchObserver
-from ml_service.errors import ModelNotFound, ModelUnavailable
-from ml_service.memory import rss_bytes, trim_heap
-from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
+from ml_service.dataplane import ModelSpec
+from ml_service.errors import ModelFailed
+from ml_service.memory import MemoryBudget, estimate_bytes, rss_bytes, trim_heap
+from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
 from ml_service.settings import Settings
-from ml_service.tasks import TASKS, Classifier, ModelTask, PostStep, create_task
+from ml_service.tasks import TASKS, Classifier, ModelTask, PostStep, create_task, model_spec
 from ml_service.tasks.base import LabelsMismatch
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,6 @@ _PATH_RE = re.compile(r"[^\s:'\"/]*(?:/[^\s:'\"/]+)+")
 State = Literal["unloaded", "loading", "ready", "failed", "unloading"]
 Key = tuple[str, int]
 _LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS growth is this model's
-RETRY_AFTER_S = 1
 
 
 class LoadFailure(Exception):
@@ -52,12 +56,6 @@ class LoadFailure(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def estimate_bytes(version: ModelVersion, working_set: int = 0) -> int:
-    """Memory a model will take before it has been measured: its files, room for the runtime's buffers, and the
-    working set its task expects for the batches in flight."""
-    return int(version.size_bytes * 1.3) + 16 * 1024 * 1024 + working_set
 
 
 class ModelEvents:
@@ -75,26 +73,36 @@ class ModelEvents:
         return None
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
-    """A model version that is loaded: its runtime and task, and its batcher (or, for a head, its encoder)."""
+    """A loaded model version: its runtime and task, the spec it answers with, and its batcher (or, for a head,
+    the step it runs on its encoder's batches)."""
 
     name: str
     version: int
-    entry: ModelEntry
+    mv: ModelVersion
     runtime: Runtime
     task: ModelTask
+    spec: ModelSpec
     batcher: Batcher | None
     memory_bytes: int
-    encoder: Key | None = None  # a head's encoder
     post: PostStep | None = None  # a head's step on its encoder's batches
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
+    drained: asyncio.Future[None] | None = None  # set when the last request holding it is done (unloading)
+
+    @property
+    def is_head(self) -> bool:
+        return self.post is not None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.in_flight or (self.batcher is not None and self.batcher.pending))
 
 
 @dataclass(frozen=True)
 class Lease:
-    """A model held for one request: its task, the batcher to submit to, and the head step to run after."""
+    """A model held for one request: its task and spec, the batcher to submit to, and the head step after it."""
 
     model: LoadedModel
     batcher: Batcher
@@ -103,9 +111,11 @@ class Lease:
 
 @dataclass
 class _Slot:
-    state: State = "unloaded"
-    error: str | None = None
     model: LoadedModel | None = None
+    loading: bool = False
+    unloading: bool = False
+    failure: tuple[str, str] | None = None  # (fingerprint, public reason) of the last failed load
+    proven: str | None = None  # the fingerprint of the files that last loaded and passed the warm-up
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     measured_bytes: int | None = None  # what it cost when last loaded: the estimate for its next load
     evictions: int = 0
@@ -114,32 +124,48 @@ class _Slot:
 class ModelRegistry:
     """What is loaded now, and the policy for loading, evicting and unloading."""
 
-    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
-        self.repository = repository
+    def __init__(self, settings: Settings, events: ModelEvents | None = None) -> None:
         self.settings = settings
-        self.budget_bytes = settings.memory_budget_mb * 1024 * 1024
+        self.events = events or ModelEvents()
         self.options = RuntimeOptions(threads=settings.threads, device=settings.device,
                                       spinning=settings.ort_spinning)
         self._slots: dict[Key, _Slot] = {}
-        self._reserved: dict[Key, int] = {}  # bytes of loads in progress
-        self._memory_waiters: list[asyncio.Future[None]] = []
-        self.events = ModelEvents()  # replaced by the app's metrics
+        self.budget = MemoryBudget(settings.memory_budget_mb * 1024 * 1024, settings.eviction_idle_s,
+                                   lambda: self.loaded, self._evict)
 
     # -- state -------------------------------------------------------------------------------------
-    def slot(self, name: str, version: int) -> _Slot:
-        return self._slots.setdefault((name, version), _Slot())
+    def _slot(self, key: Key) -> _Slot:
+        return self._slots.setdefault(key, _Slot())
 
-    def state(self, name: str, version: int) -> tuple[State, str | None, LoadedModel | None]:
-        """A version's state as a request would find it: a head is only ready when its encoder is."""
+    def state(self, name: str, version: int, fingerprint: str | None = None
+              ) -> tuple[State, str | None, LoadedModel | None]:
+        """A version's own state (a head's encoder is not considered) and its last failure, if it concerns these
+        files (`fingerprint`; None: any)."""
         s = self._slots.get((name, version))
         if s is None:
             return "unloaded", None, None
-        if s.model is not None and s.model.encoder is not None and s.state == "ready":
-            enc_state, enc_error, _ = self.state(*s.model.encoder)
-            if enc_state != "ready":
-                reason = f"its encoder {s.model.encoder[0]}:{s.model.encoder[1]} is {enc_state}"
-                return ("failed" if enc_state == "failed" else "unloaded"), enc_error or reason, s.model
-        return s.state, s.error, s.model
+        failure = s.failure[1] if s.failure and fingerprint in (None, s.failure[0]) else None
+        if s.model is not None:
+            return "ready", failure, s.model
+        if s.loading:
+            return "loading", None, None
+        if s.unloading:
+            return "unloading", None, None
+        return ("failed", failure, None) if failure else ("unloaded", None, None)
+
+    def loaded_model(self, key: Key) -> LoadedModel | None:
+        s = self._slots.get(key)
+        return s.model if s is not None else None
+
+    def failed(self, mv: ModelVersion, key: Key) -> str | None:
+        """The reason these very files failed to load, if they did."""
+        s = self._slots.get(key)
+        return s.failure[1] if s is not None and s.failure and s.failure[0] == mv.fingerprint else None
+
+    def proven(self, mv: ModelVersion, key: Key) -> bool:
+        """Whether these very files loaded and passed their warm-up before (a version evicted since included)."""
+        s = self._slots.get(key)
+        return s is not None and s.proven == mv.fingerprint
 
     def evictions(self, name: str, version: int) -> int:
         s = self._slots.get((name, version))
@@ -149,40 +175,39 @@ class ModelRegistry:
     def loaded(self) -> list[LoadedModel]:
         return [s.model for s in self._slots.values() if s.model is not None]
 
+    @property
+    def budget_bytes(self) -> int:
+        return self.budget.total
+
     def used_bytes(self) -> int:
         """Bytes held by loaded models plus those of loads in progress."""
-        return sum(m.memory_bytes for m in self.loaded) + sum(self._reserved.values())
+        return self.budget.used()
 
     # -- requests ----------------------------------------------------------------------------------
-    async def get(self, name_or_alias: str, version: str | int | None = None, deadline: float | None = None
-                  ) -> LoadedModel:
-        """The loaded model for a request, loading it first if needed."""
-        entry = self.repository.get(name_or_alias)
-        mv = entry.version(version)
-        slot = self.slot(entry.name, mv.number)
-        if slot.model is not None:
-            slot.model.last_used = time.monotonic()
-            return slot.model
-        return await self.load(entry.name, mv.number, deadline=deadline)
-
     @contextlib.asynccontextmanager
-    async def use(self, name_or_alias: str, version: str | int | None = None, deadline: float | None = None
-                  ) -> AsyncIterator[Lease]:
+    async def use(self, entry: ModelEntry, mv: ModelVersion, encoder: tuple[ModelEntry, ModelVersion] | None,
+                  deadline: float | None = None) -> AsyncIterator[Lease]:
         """Hold a model (and a head's encoder) for one request: neither is evicted or stopped while held."""
-        model = await self.get(name_or_alias, version, deadline)
+        slot = self._slots.get((entry.name, mv.number))
+        model = slot.model if slot is not None else None
+        if model is None:
+            model = await self.load(entry, mv, deadline=deadline)
         model.in_flight += 1
         try:
-            if model.encoder is None:
-                assert model.batcher is not None
+            if encoder is None:
+                assert model.batcher is not None, f"{model.name}:{model.version} is a head; it needs its encoder"
                 yield Lease(model, model.batcher, None)
             else:
-                encoder = await self.get(*model.encoder, deadline=deadline)
-                encoder.in_flight += 1
+                enc_slot = self._slots.get((encoder[0].name, encoder[1].number))
+                enc = enc_slot.model if enc_slot is not None else None
+                if enc is None:
+                    enc = await self.load(*encoder, deadline=deadline)
+                enc.in_flight += 1
                 try:
-                    assert encoder.batcher is not None
-                    yield Lease(model, encoder.batcher, model.post)
+                    assert enc.batcher is not None
+                    yield Lease(model, enc.batcher, model.post)
                 finally:
-                    self._release(encoder)
+                    self._release(enc)
         finally:
             self._release(model)
 
@@ -190,93 +215,90 @@ class ModelRegistry:
         model.in_flight -= 1
         model.last_used = time.monotonic()
         if model.in_flight == 0:
-            self._memory_changed()
+            if model.drained is not None and not model.drained.done():
+                model.drained.set_result(None)
+            self.budget.changed()
 
     # -- loading -----------------------------------------------------------------------------------
-    async def load_ready(self, name: str, version: int | None = None, *, retry_failed: bool = False) -> LoadedModel:
-        """Load a version and, for a head, its encoder: afterwards it answers without loading anything."""
-        model = await self.load(name, version, retry_failed=retry_failed)
-        if model.encoder is not None:
-            await self.load(*model.encoder, retry_failed=retry_failed)
-        return model
-
-    async def load(self, name: str, version: int | None = None, *, retry_failed: bool = False,
+    async def load(self, entry: ModelEntry, mv: ModelVersion, *, retry_failed: bool = False,
                    deadline: float | None = None) -> LoadedModel:
-        """Load a version once, however many callers ask at the same time."""
-        entry = self.repository.get(name)
-        mv = entry.version(version)
+        """Load a version once, however many callers ask at the same time. The loaded instance is returned even
+        when the files changed since (the rollout swaps it with `restage`)."""
         key = (entry.name, mv.number)
-        slot = self.slot(*key)
+        slot = self._slot(key)
         async with slot.lock:
             if slot.model is not None:
+                slot.model.last_used = time.monotonic()
                 return slot.model
-            if slot.state == "failed" and not retry_failed:
-                raise ModelUnavailable(f"model '{entry.name}' version {mv.number} failed to load: {slot.error}; "
-                                       "load it again once it is fixed")
-            need = slot.measured_bytes or self.estimate(entry, mv)
-            slot.state, slot.error = "loading", None
+            slot.loading = True
             try:
-                await self._make_room(need, key, deadline)
-            except BaseException:
-                slot.state = "unloaded"  # over budget now is not a failed model
-                raise
-            log.info("loading model %s version %d", entry.name, mv.number)
-            self._reserved[key] = need
-            started = time.perf_counter()
+                model = await self._build(entry, mv, slot, retry_failed, deadline)
+            finally:
+                slot.loading = False
+            self._install(slot, model)
+            await self.budget.settle(key)
+            return model
+
+    async def restage(self, entry: ModelEntry, mv: ModelVersion, *, retry_failed: bool = False) -> bool:
+        """A loaded version whose files changed: load the new files beside it, and swap only once they loaded and
+        passed the warm-up; the old instance then drains and unloads. False when there was nothing to swap.
+        Raises (ModelFailed) with the old instance still serving when the new files do not work."""
+        key = (entry.name, mv.number)
+        slot = self._slot(key)
+        async with slot.lock:
+            old = slot.model
+            if old is None or old.mv.fingerprint == mv.fingerprint:
+                return False
+            new = await self._build(entry, mv, slot, retry_failed, None)
+            self._install(slot, new)
+            log.info("model %s version %d: its new files are live (republished)", *key)
+            await self._retire(old)
+            await self.budget.settle(key)
+            return True
+
+    def _install(self, slot: _Slot, model: LoadedModel) -> None:
+        slot.measured_bytes, slot.failure, slot.proven = model.memory_bytes, None, model.mv.fingerprint
+        if model.batcher is not None:
+            model.batcher.observer = self.events.batch_observer(model.name, model.version)
+            model.batcher.start()
+        slot.model = model
+        log.info("model %s version %d ready (%.0f MB)", model.name, model.version, model.memory_bytes / 2**20)
+
+    async def _build(self, entry: ModelEntry, mv: ModelVersion, slot: _Slot, retry_failed: bool,
+                     deadline: float | None) -> LoadedModel:
+        """A new loaded instance of these files (not yet installed); failures are remembered on the slot."""
+        key = (entry.name, mv.number)
+        if slot.failure is not None and slot.failure[0] == mv.fingerprint and not retry_failed:
+            raise ModelFailed(f"model '{entry.name}' version {mv.number} failed to load: {slot.failure[1]}; "
+                              "it is tried again once its files change, or on an explicit load")
+        need = slot.measured_bytes or self.estimate(entry, mv)
+        await self.budget.make_room(need, key, deadline)
+        log.info("loading model %s version %d", *key)
+        started = time.perf_counter()
+        with self.budget.reserve(key, need):
             try:
                 model = await asyncio.to_thread(self._load_sync, entry, mv, need)
             except Exception as exc:
-                self.events.load_failed(entry.name, mv.number)
-                cause = exc.__cause__ if isinstance(exc, LoadFailure) else exc
-                slot.state = "failed"
-                slot.error = exc.reason if isinstance(exc, LoadFailure) else "failed to load (see the service log)"
-                log.error("model %s version %d failed to load: %s", entry.name, mv.number, slot.error,
-                          exc_info=cause)
-                raise ModelUnavailable(
-                    f"model '{entry.name}' version {mv.number} failed to load: {slot.error}") from None
-            except BaseException:
-                slot.state = "unloaded"
-                raise
-            finally:
-                self._reserved.pop(key, None)
-                self._memory_changed()
-            slot.measured_bytes = model.memory_bytes
-            if model.memory_bytes > self.budget_bytes:  # now we know: it can never fit
-                model.runtime.unload()
-                slot.state = "failed"
-                slot.error = (f"needs {model.memory_bytes // 2**20} MB (measured), more than the whole memory "
-                              f"budget of {self.budget_bytes // 2**20} MB; raise ML_SERVICE_MEMORY_BUDGET_MB")
-                await asyncio.to_thread(trim_heap)
-                raise ModelUnavailable(f"model '{entry.name}' version {mv.number} {slot.error}")
-            self.events.loaded(entry.name, mv.number, time.perf_counter() - started)
-            if model.batcher is not None:
-                model.batcher.observer = self.events.batch_observer(entry.name, mv.number)
-                model.batcher.start()
-            slot.model, slot.state = model, "ready"
-            await self._settle_budget(key)
-            log.info("model %s version %d ready (%.0f MB)", entry.name, mv.number, model.memory_bytes / 2**20)
-            return model
-
-    def _encoder_of(self, entry: ModelEntry, version: int) -> Key | None:
-        """For a head, its encoder's key (checked, not loaded)."""
-        assert entry.manifest is not None
-        manifest = entry.manifest.for_version(version)
-        if not manifest.encoder:
-            return None
-        enc = self.repository.get(manifest.encoder)
-        if enc.manifest is None or enc.manifest.task != "embedding" or enc.manifest.encoder:
-            raise RuntimeError(f"encoder {manifest.encoder!r} is not an embedding model")
-        if enc.name == entry.name:
-            raise RuntimeError("a model cannot be its own encoder")
-        return enc.name, enc.version(manifest.encoder_version).number
+                self.events.load_failed(*key)
+                reason = exc.reason if isinstance(exc, LoadFailure) else "failed to load (see the service log)"
+                slot.failure = (mv.fingerprint, reason)
+                log.error("model %s version %d failed to load: %s", *key, reason,
+                          exc_info=exc.__cause__ if isinstance(exc, LoadFailure) else exc)
+                raise ModelFailed(f"model '{entry.name}' version {mv.number} failed to load: {reason}") from None
+        if model.memory_bytes > self.budget.total:  # now we know: it can never fit
+            model.runtime.unload()
+            reason = (f"needs {model.memory_bytes // 2**20} MB (measured), more than the whole memory budget of "
+                      f"{self.budget.total // 2**20} MB; raise ML_SERVICE_MEMORY_BUDGET_MB")
+            slot.failure = (mv.fingerprint, reason)
+            await asyncio.to_thread(trim_heap)
+            raise ModelFailed(f"model '{entry.name}' version {mv.number} {reason}")
+        self.events.loaded(*key, time.perf_counter() - started)
+        return model
 
     def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int) -> LoadedModel:
-        assert entry.manifest is not None
-        manifest = entry.manifest.for_version(mv.number)
-        try:
-            encoder = self._encoder_of(entry, mv.number)
-        except Exception as exc:
-            raise LoadFailure("its encoder is missing or is not an embedding model") from exc
+        manifest = mv.manifest
+        assert manifest is not None
+        head = bool(manifest.encoder)
         path = entry.file(mv, manifest.file)
         if not path.is_file():
             raise LoadFailure("model file missing")
@@ -293,147 +315,90 @@ class ModelRegistry:
                     task.load()
                 except Exception as exc:
                     raise LoadFailure("preprocessing files (tokenizer) unreadable or corrupt") from exc
-                workers = 1 if encoder else self.settings.workers(on_gpu=runtime.device == "cuda")
+                workers = 1 if head else self.settings.workers(on_gpu=runtime.device == "cuda")
                 # every worker runs a full batch at once: the runtime's arena grows to its working size now
                 try:
                     with ThreadPoolExecutor(workers) as pool:
                         list(pool.map(lambda _: task.validate(runtime), range(workers)))
                 except LabelsMismatch as exc:
-                    raise LoadFailure("labels do not match the model's outputs") from exc
+                    raise LoadFailure(f"labels do not match the model's outputs ({exc})") from exc
                 except Exception as exc:
                     raise LoadFailure("the model failed its warm-up run") from exc
             except BaseException:
                 runtime.unload()
                 raise
         measured = rss_bytes() - before
-        memory = max(measured, estimate if not encoder else 0, 1)
-        if encoder is not None:
+        memory = max(measured, 1 if head else estimate, 1)
+        spec = model_spec(entry, mv)
+        if head:
             assert isinstance(task, Classifier)
-            return LoadedModel(entry.name, mv.number, entry, runtime, task, None, memory, encoder=encoder,
+            return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, None, memory,
                                post=task.post_step(runtime))
         batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers)
-        return LoadedModel(entry.name, mv.number, entry, runtime, task, batcher, memory)
+        return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory)
 
-    def check(self, entry: ModelEntry, version: int) -> None:
+    def check(self, entry: ModelEntry, mv: ModelVersion) -> None:
         """Load a version, run its warm-up and checks, and unload it (`ml-service models validate`)."""
-        model = self._load_sync(entry, entry.versions[version], 0)
+        model = self._load_sync(entry, mv, 0)
         model.runtime.unload()
 
-    # -- memory ------------------------------------------------------------------------------------
     def estimate(self, entry: ModelEntry, mv: ModelVersion) -> int:
         """What a version is expected to cost before it has been measured."""
-        assert entry.manifest is not None
-        manifest = entry.manifest.for_version(mv.number)
+        manifest = mv.manifest
+        assert manifest is not None
         workers = 1 if manifest.encoder else self.settings.workers()
-        return estimate_bytes(mv, workers * TASKS[manifest.task].working_set_bytes(manifest))
-
-    async def _settle_budget(self, loaded: Key) -> None:
-        """After a load measured more than its estimate: evict idle models until the budget holds again."""
-        victims, _ = self._evictable(loaded)
-        for victim in victims:
-            if self.used_bytes() <= self.budget_bytes:
-                return
-            log.info("evicting model %s version %d (the last load cost more than estimated)", victim.name,
-                     victim.version)
-            await self._unload_slot((victim.name, victim.version), evicted=True)
-        if self.used_bytes() > self.budget_bytes:
-            log.warning("loaded models hold %d MB, over the budget of %d MB, until some are idle",
-                        self.used_bytes() // 2**20, self.budget_bytes // 2**20)
-
-    def _memory_changed(self) -> None:
-        waiters, self._memory_waiters = self._memory_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
-
-    def _evictable(self, exclude: Key) -> tuple[list[LoadedModel], float | None]:
-        """Models that may be evicted now (LRU first), and when the next busy-but-idle one becomes evictable."""
-        now, idle_s = time.monotonic(), self.settings.eviction_idle_s
-        ready, soonest = [], None
-        for m in self.loaded:
-            if m.in_flight or (m.batcher is not None and m.batcher.pending) or (m.name, m.version) == exclude:
-                continue
-            if now - m.last_used >= idle_s:
-                ready.append(m)
-            else:
-                t = m.last_used + idle_s
-                soonest = t if soonest is None else min(soonest, t)
-        return sorted(ready, key=lambda m: m.last_used), soonest
-
-    async def _make_room(self, need: int, key: Key, deadline: float | None) -> None:
-        """Make `need` bytes fit in the budget: evict idle models only when that makes it fit; else wait."""
-        if need > self.budget_bytes:
-            raise ModelUnavailable(
-                f"model '{key[0]}' version {key[1]} needs ~{need // 2**20} MB, more than the whole memory budget "
-                f"of {self.budget_bytes // 2**20} MB; raise ML_SERVICE_MEMORY_BUDGET_MB",
-                retry_after_s=RETRY_AFTER_S)
-        loop = asyncio.get_running_loop()
-        while True:
-            free = self.budget_bytes - self.used_bytes()
-            if need <= free:
-                return
-            victims, soonest = self._evictable(key)
-            if free + sum(m.memory_bytes for m in victims) >= need:
-                for victim in victims:
-                    log.info("evicting model %s version %d (least recently used, idle)", victim.name, victim.version)
-                    if await self._unload_slot((victim.name, victim.version), evicted=True):
-                        free += victim.memory_bytes
-                    if need <= free:
-                        return
-                continue
-            now = time.monotonic()
-            left = (deadline - now) if deadline is not None else 0.0
-            if left <= 0:
-                raise ModelUnavailable(
-                    f"not enough memory budget to load model '{key[0]}' now (needs ~{need // 2**20} MB, "
-                    f"{self.used_bytes() // 2**20} of {self.budget_bytes // 2**20} MB held by models in use); "
-                    "retry later or raise ML_SERVICE_MEMORY_BUDGET_MB", retry_after_s=RETRY_AFTER_S)
-            wait = min(left, 0.5 if soonest is None else max(0.01, soonest - now))
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._memory_waiters.append(waiter)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, wait)
+        return estimate_bytes(mv.size_bytes, workers * TASKS[manifest.task].working_set_bytes(manifest))
 
     # -- unloading ---------------------------------------------------------------------------------
     async def unload(self, name: str, version: int | None = None) -> list[int]:
         """Unload one version, or every loaded version of a model, after its requests finish."""
-        try:
-            name = self.repository.canonical_name(name)
-        except ModelNotFound:
-            if not any(n == name for n, _ in self._slots):  # a model gone from disk can still be unloaded
-                raise
         versions = [version] if version is not None else [v for (n, v) in list(self._slots) if n == name]
         return [v for v in versions if await self._unload_slot((name, v))]
+
+    def forget(self, name: str, version: int) -> None:
+        """Drop what is remembered of a version that left the disk (its failure, its measured size)."""
+        s = self._slots.get((name, version))
+        if s is not None and s.model is None and not s.loading and not s.unloading:
+            del self._slots[(name, version)]
+
+    async def _evict(self, model: LoadedModel) -> bool:
+        return await self._unload_slot((model.name, model.version), evicted=True)
 
     async def _unload_slot(self, key: Key, evicted: bool = False) -> bool:
         slot = self._slots.get(key)
         if slot is None:
             return False
-        if slot.model is None and slot.state != "loading":
-            if slot.state == "failed":  # unloading forgets a failed load
-                slot.state, slot.error = "unloaded", None
+        if slot.model is None and not slot.loading:
+            slot.failure = None  # unloading forgets a failed load
             return False
         async with slot.lock:  # a load in progress finishes first, then is unloaded
             model = slot.model
             if model is None:
                 return False
-            if evicted and (model.in_flight or (model.batcher is not None and model.batcher.pending)):
+            if evicted and model.busy:
                 return False  # a request came in since it was chosen
             # new requests wait for the lock and load it afresh; requests holding it finish first
-            slot.model, slot.state = None, "unloading"
-            drain_until = time.monotonic() + self.settings.request_timeout_s
-            while model.in_flight and time.monotonic() < drain_until:
-                await asyncio.sleep(0.01)
-            if model.batcher is not None:
-                await asyncio.to_thread(model.batcher.stop)
-            model.runtime.unload()
-            slot.state, slot.error = "unloaded", None
+            slot.model, slot.unloading = None, True
+            try:
+                await self._retire(model)
+            finally:
+                slot.unloading = False
             if evicted:
                 slot.evictions += 1
-        await asyncio.to_thread(trim_heap)
-        self._memory_changed()
         log.info("model %s version %d unloaded%s", key[0], key[1], " (evicted)" if evicted else "")
         return True
+
+    async def _retire(self, model: LoadedModel) -> None:
+        """Let the requests holding a model finish (at most the request timeout), then stop and free it."""
+        if model.in_flight:
+            model.drained = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(model.drained), self.settings.request_timeout_s)
+        if model.batcher is not None:
+            await asyncio.to_thread(model.batcher.stop)
+        model.runtime.unload()
+        await asyncio.to_thread(trim_heap)
+        self.budget.changed()
 
     async def close(self) -> None:
         """Unload everything (shutdown)."""
@@ -443,8 +408,12 @@ class ModelRegistry:
                     await self._unload_slot(key)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
     """A short reason for a failed load, safe to show (type and first line, no paths)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     text = _PATH_RE.sub(lambda m: os.path.basename(m.group(0)), text)
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+__all__ = ["Key", "Lease", "LoadFailure", "LoadedModel", "ModelEvents", "ModelRegistry", "State",
+           "describe_failure"]

@@ -3,6 +3,7 @@ model repository copied from a `gs://` AIP_STORAGE_URI."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -46,6 +47,36 @@ def served_model(settings: Settings, repository: ModelRepository) -> str:
         return settings.vertex_model
     valid = [n for n, e in repository.entries.items() if e.valid]
     return valid[0] if len(valid) == 1 else DEFAULT_MODEL
+
+
+class Deployment:
+    """Vertex mode's deployment: the model predictions use, chosen once the repository has been read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model: str | None = None
+
+    def choose(self, repository: ModelRepository) -> str:
+        self.model = served_model(self.settings, repository)
+        log.info("Vertex AI mode: predictions use %s", self.model)
+        return self.model
+
+
+async def prepare_storage(settings: Settings) -> str | None:
+    """Vertex mode's start-up step, before any model is read (as KServe's storage initializer): copy a gs://
+    AIP_STORAGE_URI to the local repository and check it. Returns why it failed, or None."""
+    uri = (settings.aip_storage_uri or "").strip()
+    try:
+        if uri.startswith("gs://"):
+            await asyncio.to_thread(copy_from_gcs, uri, settings.model_cache_dir)
+        check_repository(settings.model_cache_dir)
+    except StorageError as exc:
+        log.error("AIP_STORAGE_URI: %s", exc)
+        return str(exc)
+    except Exception as exc:  # the client's own errors (credentials, network, 403, ...)
+        log.error("AIP_STORAGE_URI: could not copy %s: %s", uri, exc)
+        return f"could not copy {uri}: {type(exc).__name__} (see the log)"
+    return None
 
 
 def check_repository(root: Path) -> None:
@@ -99,5 +130,5 @@ def copy_from_gcs(uri: str, dest: Path, client: Any = None, workers: int = 8) ->
     return len(jobs)
 
 
-__all__ = ["DEFAULT_MODEL", "StorageError", "base_route", "check_repository", "copy_from_gcs", "health_route",
-           "predict_routes", "served_model"]
+__all__ = ["DEFAULT_MODEL", "Deployment", "StorageError", "base_route", "check_repository", "copy_from_gcs",
+           "health_route", "predict_routes", "prepare_storage", "served_model"]

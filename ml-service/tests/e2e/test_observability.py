@@ -36,7 +36,7 @@ def test_json_logs_name_each_request_and_never_its_content(real_models: Path, tm
         "task-category", 2, "native", 200, 2)
     assert mine["total_ms"] > 0 and mine["queue_ms"] is not None and mine["caller"] == "key-1"
     assert any(x["status"] == 404 and x["error"] == "model_not_found" for x in requests)
-    startup = " ".join(x["msg"] for x in lines if x["logger"] == "ml_service.service")
+    startup = " ".join(x["msg"] for x in lines if x["logger"] in ("ml_service.core", "ml_service.rollout"))
     assert "valid model(s)" in startup and "compute worker(s)" in startup and "preloading done" in startup
     text = server.log.read_text()
     assert "zanzibar" not in text and "flamingo" not in text and SECRET not in text

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ml_service.codecs import native
+from ml_service.core import Core
 from ml_service.modelbuild.checks import (
     INTENT_TEXTS,
     PHOTOS,
@@ -22,7 +23,6 @@ from ml_service.modelbuild.checks import (
     photo_bytes,
     reference_encoder,
 )
-from ml_service.service import InferenceService
 from ml_service.settings import Settings
 
 
@@ -30,13 +30,14 @@ def served(model_dir: Path, model: str, data: dict[str, Any], version: str | Non
     """Raw per-item results from the in-process service (the same code the server runs)."""
 
     async def run() -> list[Any]:
-        service = InferenceService(Settings(model_cache_dir=model_dir))
-        service.repository.scan()
+        core = Core.build(Settings(model_cache_dir=model_dir))
+        core.repository.scan()
         try:
-            request, _ = native.decode(native.NativeRequest(model, data, version), service.spec(model, version))
-            return (await service.infer(request)).items
+            resolved = await core.service.resolve(model, version)
+            request, _ = native.decode(native.NativeRequest(model, data, version), resolved.spec)
+            return (await core.service.infer(request, resolved)).items
         finally:
-            await service.stop()
+            await core.stop()
 
     return asyncio.run(run())
 

@@ -121,8 +121,11 @@ def test_model_metadata(triton: Any) -> None:
     assert cnn["outputs"][0] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 1000]}
 
 
-def test_model_ready(triton: Any) -> None:
+def test_model_ready(triton: Any, http: httpx.Client) -> None:
     assert triton.is_model_ready("text-embedding")
+    http.post("/models/text-embedding/unload?version=1")
+    assert not triton.is_model_ready("text-embedding", "1")  # served, but a request on it would load it first
+    seed(http, "bert", {"text": "Buy milk"}, version="1")
     assert triton.is_model_ready("text-embedding", "1")
     assert triton.is_model_ready("cnn")
     assert not triton.is_model_ready("no-such-model")
@@ -185,7 +188,8 @@ def test_infer_cnn_pixel_values_matches_inference(triton: Any, http: httpx.Clien
     repo.scan()
     entry = repo.get("cnn")
     assert entry.manifest is not None
-    task = create_task(entry, entry.version(None), entry.manifest)
+    mv = entry.versions[entry.candidates[-1]]
+    task = create_task(entry, mv, mv.manifest)
     (prepared,) = task.preprocess([photo])  # the server's own preprocessing, run here
     pixels = np.stack([prepared.features, prepared.features]).astype(np.float32)
     inp = httpclient.InferInput("pixel_values", list(pixels.shape), "FP32")

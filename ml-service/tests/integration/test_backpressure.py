@@ -69,17 +69,21 @@ def test_a_flood_of_refusals_does_not_flood_the_log(tmp_path, make_model, fake_m
 
 
 def test_every_503_says_when_to_retry(tmp_path, make_model, fake_manifest, app_client):
-    """Issue 9: failed, over-budget and unloading models answer 503 with Retry-After, as a full queue does."""
+    """Issue 9: over-budget and unloading models answer 503 with Retry-After, as a full queue does. Issue 18.16: a
+    model that failed to load says so (`model_failed`) without Retry-After: only new files or a load retry it."""
     make_model(tmp_path, "broken", fake_manifest(fail_load="corrupted"))
     mdir = make_model(tmp_path, "big", fake_manifest())
     with open(mdir / "1" / "weights.bin", "wb") as f:
         f.truncate(50 * 1024 * 1024)
     with app_client(tmp_path, memory_budget_mb=20) as client:
         wait_ready(client)
-        for model in ("broken", "big"):
-            r = client.post("/inference", json={"model_type": model, "data": {"inputs": ROW}})
-            assert_error(r, 503, "model_unavailable")
-            assert r.headers["retry-after"] == "1"
+        r = client.post("/inference", json={"model_type": "big", "data": {"inputs": ROW}})
+        assert_error(r, 503, "model_unavailable")
+        assert r.headers["retry-after"] == "1"
+        for _ in range(2):  # tried once; the second request is refused without loading it again
+            r = client.post("/inference", json={"model_type": "broken", "data": {"inputs": ROW}})
+            assert_error(r, 503, "model_failed")
+            assert "retry-after" not in r.headers
 
 
 def test_a_model_call_that_hangs_is_a_504_and_the_service_stays_healthy(tmp_path, make_model, fake_manifest,

@@ -235,7 +235,7 @@ def test_more_tensor_rows_than_max_items(client):
 def test_a_model_that_fails_to_load(client):
     for _ in range(2):  # the first request tries to load it, later ones get the recorded reason
         err = assert_error(_post(client, {"model_type": "flaky", "data": {"inputs": {"x": [[1, 2, 3, 4]]}}}), 503,
-                           "model_unavailable")
+                           "model_failed")
         assert FAIL_SHOWN in err["message"] and FAIL_REASON not in err["message"]
     # the others still serve
     assert _post(client, {"model_type": "tensor-math", "data": {"inputs": GOOD_TENSOR}}).status_code == 200

@@ -204,10 +204,10 @@ def test_gpu_metrics_through_nvml(monkeypatch):
 
 
 def test_stats_lists_loaded_models_without_traffic(onnx_repo, settings_for):
-    from ml_service.service import InferenceService
+    from ml_service.core import Core
 
-    service = InferenceService(settings_for(onnx_repo.root))
-    report = Stats(service).report()
+    core = Core.build(settings_for(onnx_repo.root))
+    report = Stats(core.repository, core.registry, core.rollout).report()
     assert report["models"] == [] and report["ready"] is False and report["rss_mb"] > 0
 
 

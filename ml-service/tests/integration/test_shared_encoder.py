@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ml_service.api.reports import Reports
 from ml_service.codecs import native
-from ml_service.errors import ModelUnavailable
+from ml_service.core import Core
+from ml_service.errors import ModelFailed, ModelUnavailable
 from ml_service.manifest import Manifest
 from ml_service.modelbuild.common import linear_head_model
-from ml_service.service import InferenceService
 from tests.conftest import build_model_dir, build_tokenizer, make_settings
 from tests.integration.helpers import TEXT_INPUTS, embedding_onnx
 
@@ -53,24 +54,36 @@ def _expected(repo: dict[str, Any], text: str) -> tuple[np.ndarray, np.ndarray]:
     return emb, p / p.sum()
 
 
-async def _infer(service: InferenceService, model: str, data: dict[str, Any]) -> tuple[Any, int]:
-    """The service's own API in process: decode with its codec, run on the data plane."""
-    request, top_k = native.decode(native.NativeRequest(model, data), service.spec(model))
-    return await service.infer(request), top_k
+def _core(root: Path, **settings: Any) -> Core:
+    core = Core.build(make_settings(root, **settings))
+    core.repository.scan()
+    return core
+
+
+async def _infer(core: Core, model: str, data: dict[str, Any]) -> tuple[Any, int]:
+    """The service's own API in process: resolve, decode with its codec, run on the data plane."""
+    resolved = await core.service.resolve(model)
+    request, top_k = native.decode(native.NativeRequest(model, data), resolved.spec)
+    return await core.service.infer(request, resolved), top_k
+
+
+def _loaded(core: Core, name: str) -> Any:
+    entry = core.repository.get(name)
+    return core.registry.loaded_model((entry.name, entry.candidates[-1]))
 
 
 def test_head_runs_on_the_encoders_batches(repo: dict[str, Any]) -> None:
     async def run() -> None:
-        service = InferenceService(make_settings(repo["root"]))
-        service.repository.scan()
+        service = _core(repo["root"])
         try:
             texts = ["the cat sat", "a dog", "the weather today is good"]
             # embedding and classification requests at once: they share the encoder's batches
             (emb_res, _), (cls_res, top_k) = await asyncio.gather(
                 _infer(service, "encoder", {"texts": texts}), _infer(service, "rating", {"texts": texts, "top_k": 2}))
-            head = await service.registry.get("rating")
-            encoder = await service.registry.get("encoder")
-            assert head.batcher is None and head.encoder == ("encoder", 1) and head.post is not None
+            head, encoder = _loaded(service, "rating"), _loaded(service, "encoder")
+            reports = Reports(service.repository, service.registry, service.rollout)
+            assert head.batcher is None and head.post is not None
+            assert reports.encoder_of(service.repository.get("rating"), 1) == "encoder:1"
             assert encoder.batcher is not None
             assert encoder.batcher.stats.items == 6 and encoder.batcher.stats.batches <= 2
             for text, e, c in zip(texts, emb_res.items, cls_res.items, strict=True):
@@ -84,13 +97,12 @@ def test_head_runs_on_the_encoders_batches(repo: dict[str, Any]) -> None:
             # the encoder unloads on its own; the head stays loaded but is not ready without it ...
             assert await service.registry.unload("encoder") == [1]
             assert service.registry.state("encoder", 1)[0] == "unloaded"
-            state, reason, _ = service.registry.state("rating", 1)
-            assert state == "unloaded" and "encoder encoder:1 is unloaded" in (reason or "")
-            assert not service.version_ready(service.spec("rating"))
+            assert service.registry.state("rating", 1)[0] == "ready"  # its own state; not ready as a whole:
+            assert not reports.version_ready("rating")
             res, _ = await _infer(service, "rating", {"text": "the cat"})  # ... and loads it back on its next request
             np.testing.assert_allclose(res.items[0].outputs["probabilities"], _expected(repo, "the cat")[1],
                                        atol=1e-5)
-            assert service.version_ready(service.spec("rating"))
+            assert reports.version_ready("rating")
         finally:
             await service.stop()
 
@@ -104,8 +116,7 @@ def test_an_idle_encoder_can_be_evicted_and_its_head_brings_it_back(repo: dict[s
 
     async def run() -> None:
         # room for two tiny encoders (~16 MB estimated each) beside the head, not three
-        service = InferenceService(make_settings(repo["root"], memory_budget_mb=40, eviction_idle_s=0))
-        service.repository.scan()
+        service = _core(repo["root"], memory_budget_mb=40, eviction_idle_s=0)
         try:
             await _infer(service, "rating", {"text": "the cat"})  # loads the head, then the encoder
             await _infer(service, "other", {"text": "the cat"})
@@ -122,10 +133,9 @@ def test_a_failing_head_fails_only_its_own_items(repo: dict[str, Any]) -> None:
     (repo["root"] / "rating" / "1" / "head.onnx").write_bytes(b"not onnx")  # the head cannot load
 
     async def run() -> None:
-        service = InferenceService(make_settings(repo["root"]))
-        service.repository.scan()
+        service = _core(repo["root"])
         try:
-            with pytest.raises(ModelUnavailable, match="failed to load"):
+            with pytest.raises(ModelFailed, match="no working version: v1: model file unreadable"):
                 await _infer(service, "rating", {"text": "the cat"})
             res, _ = await _infer(service, "encoder", {"text": "the cat"})  # the encoder still answers
             np.testing.assert_allclose(res.items[0].outputs["embedding"], _expected(repo, "the cat")[0], atol=1e-5)
@@ -140,8 +150,7 @@ def test_a_head_loading_while_its_encoder_unloads_never_holds_a_stopped_encoder(
     is answered, and the head ends up ready whenever its encoder is."""
 
     async def run() -> None:
-        service = InferenceService(make_settings(repo["root"]))
-        service.repository.scan()
+        service = _core(repo["root"])
         stop = asyncio.Event()
         failures: list[BaseException] = []
 
@@ -160,7 +169,7 @@ def test_a_head_loading_while_its_encoder_unloads_never_holds_a_stopped_encoder(
             clients = [asyncio.create_task(client()) for _ in range(8)]
             for _ in range(30):
                 await asyncio.gather(service.registry.unload("rating"), service.registry.unload("encoder"))
-                await asyncio.gather(service.load("rating"), service.registry.unload("encoder"),
+                await asyncio.gather(service.rollout.load_model("rating"), service.registry.unload("encoder"),
                                      _infer(service, "encoder", {"text": "a dog"}), return_exceptions=True)
             stop.set()
             await asyncio.gather(*clients)
@@ -171,6 +180,63 @@ def test_a_head_loading_while_its_encoder_unloads_never_holds_a_stopped_encoder(
             assert service.registry.state("rating", 1)[0] == "ready"
         finally:
             stop.set()
+            await service.stop()
+
+    asyncio.run(run())
+
+
+def test_a_head_follows_its_encoders_live_default_not_a_broken_newer_version(repo: dict[str, Any]) -> None:
+    """Issue 19.1: publish a broken encoder version, then load the head: it runs on the live encoder and answers
+    (before, the head chose its encoder by "the highest served version", a second rule, and took the broken one)."""
+    import shutil
+
+    enc_dir = repo["root"] / "encoder"
+
+    async def run() -> None:
+        service = _core(repo["root"])
+        try:
+            await service.rollout.preload(["encoder"])
+            shutil.copytree(enc_dir / "1", enc_dir / ".incoming")
+            (enc_dir / ".incoming" / "model.onnx").write_bytes(b"truncated")
+            (enc_dir / ".incoming").rename(enc_dir / "2")
+            report = await service.rollout.reload()
+            assert "encoder:2" in report["failed"]
+            name, versions = await service.rollout.load_model("rating")
+            assert (name, versions) == ("rating", [1])
+            res, _ = await _infer(service, "rating", {"text": "the cat"})
+            np.testing.assert_allclose(res.items[0].outputs["probabilities"], _expected(repo, "the cat")[1],
+                                       atol=1e-5)
+            assert Reports(service.repository, service.registry, service.rollout).encoder_of(
+                service.repository.get("rating"), 1) == "encoder:1"
+            shutil.copytree(enc_dir / "1", enc_dir / ".incoming")  # a working encoder v3: the head follows it
+            (enc_dir / ".incoming").rename(enc_dir / "3")
+            assert (await service.rollout.reload())["switched"] == {"encoder": [1, 3]}
+            resolved = await service.service.resolve("rating")
+            assert resolved.target.encoder is not None and resolved.target.encoder[1].number == 3
+            res, _ = await _infer(service, "rating", {"text": "the cat"})
+            np.testing.assert_allclose(res.items[0].outputs["probabilities"], _expected(repo, "the cat")[1],
+                                       atol=1e-5)
+        finally:
+            await service.stop()
+
+    asyncio.run(run())
+
+
+def test_a_head_pinning_its_encoder_version_keeps_it(repo: dict[str, Any]) -> None:
+    import shutil
+
+    enc_dir = repo["root"] / "encoder"
+    shutil.copytree(enc_dir / "1", enc_dir / "2")
+    toml = repo["root"] / "rating" / "model.toml"
+    toml.write_text(toml.read_text().replace('encoder = "encoder"', 'encoder = "encoder"\nencoder_version = 1'))
+
+    async def run() -> None:
+        service = _core(repo["root"])
+        try:
+            resolved = await service.service.resolve("rating")
+            assert resolved.target.encoder is not None and resolved.target.encoder[1].number == 1
+            assert (await service.service.resolve("encoder")).target.mv.number == 2  # its own default: latest
+        finally:
             await service.stop()
 
     asyncio.run(run())

@@ -25,7 +25,8 @@ def make_task(repo_root, make_model):
         make_model(repo_root, name, manifest, labels=labels)
         entry = ModelRepository(repo_root).scan()[name]
         assert entry.valid, entry.error
-        task = create_task(entry, entry.version(None), entry.manifest)
+        mv = entry.versions[entry.candidates[-1]]
+        task = create_task(entry, mv, mv.manifest)
         task.load()
         return task
 
@@ -36,9 +37,9 @@ def native_items(task, data):
     """What the service's own API makes of `data` for this task's model, checked as the data plane checks it:
     `(items, top_k)`."""
     from ml_service.codecs import native
-    from ml_service.service import model_spec
+    from ml_service.tasks import model_spec
 
-    request, top_k = native.decode(native.NativeRequest("m", data), model_spec(task.entry, task.version.number))
+    request, top_k = native.decode(native.NativeRequest("m", data), model_spec(task.entry, task.version))
     task.check_count(len(request.items), request.where)
     items = list(request.items)
     for i, item in enumerate(items):
@@ -50,6 +51,6 @@ def native_output(task, result, top_k=5):
     """One entry of the service's own API's `outputs` for this task's model."""
     from ml_service.codecs import native
     from ml_service.dataplane import InferenceResult
-    from ml_service.service import model_spec
+    from ml_service.tasks import model_spec
 
-    return native.encode(InferenceResult(model_spec(task.entry, task.version.number), [result]), top_k)["outputs"][0]
+    return native.encode(InferenceResult(model_spec(task.entry, task.version), [result]), top_k)["outputs"][0]

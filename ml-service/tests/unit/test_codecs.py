@@ -20,8 +20,7 @@ from ml_service.dataplane import InferenceResult, ItemResult, ModelSpec
 from ml_service.errors import BadRequest, InvalidInput, MLServiceError, PayloadTooLarge
 from ml_service.manifest import Manifest
 from ml_service.repository import ModelEntry, ModelVersion
-from ml_service.service import model_spec
-from ml_service.tasks import create_task
+from ml_service.tasks import create_task, model_spec
 
 tritonclient_utils = pytest.importorskip("tritonclient.utils")
 InferResult = pytest.importorskip("tritonclient.http").InferResult
@@ -39,7 +38,8 @@ def entry_for(task: str, labels: list[str] | None = None, **manifest: Any) -> Mo
     base.update(manifest)
     m = Manifest.model_validate(base)
     path = Path("/nonexistent/m")
-    return ModelEntry(name="m", path=path, manifest=m, versions={1: ModelVersion(1, path / "1")}, labels=labels)
+    mv = ModelVersion(1, path / "1", labels=tuple(labels or ()), manifest=m)
+    return ModelEntry(name="m", path=path, manifest=m, versions={1: mv})
 
 
 def task_for(entry: ModelEntry) -> Any:
@@ -48,7 +48,7 @@ def task_for(entry: ModelEntry) -> Any:
 
 
 def spec_of(entry: ModelEntry) -> ModelSpec:
-    return model_spec(entry, 1)
+    return model_spec(entry, entry.versions[1])
 
 
 def items_of(entry: ModelEntry, req: v2.InferRequest) -> list[Any]:
@@ -91,7 +91,7 @@ def parse(entry: ModelEntry, doc: dict[str, Any], *blobs: bytes) -> v2.InferRequ
 # -- signatures ----------------------------------------------------------------------------------
 
 def test_signatures_of_each_task() -> None:
-    assert v2.model_metadata(spec_of(EMB)) == {
+    assert v2.model_metadata(spec_of(EMB), [1]) == {
         "name": "m", "versions": ["1"], "platform": "onnxruntime_onnx",
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}],

@@ -19,8 +19,7 @@ from ml_service.codecs import v2
 from ml_service.errors import MLServiceError
 from ml_service.manifest import Manifest
 from ml_service.repository import ModelEntry, ModelVersion
-from ml_service.service import model_spec
-from ml_service.tasks import create_task
+from ml_service.tasks import create_task, model_spec
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
@@ -28,7 +27,8 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(
 def _entry(manifest: dict[str, Any], labels: list[str] | None = None) -> ModelEntry:
     m = Manifest.model_validate(manifest)
     path = Path("/nonexistent/m")
-    return ModelEntry(name="m", path=path, manifest=m, versions={1: ModelVersion(1, path / "1")}, labels=labels)
+    mv = ModelVersion(1, path / "1", labels=tuple(labels or ()), manifest=m)
+    return ModelEntry(name="m", path=path, manifest=m, versions={1: mv})
 
 
 TENSOR = _entry({"task": "tensor", "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]},
@@ -39,7 +39,7 @@ TEXT = _entry({"task": "embedding", "preprocessing": {"tokenizer": "tokenizer.js
 IMAGE = _entry({"task": "image-classification", "labels": "labels.txt",
                 "limits": {"max_items": 4, "max_image_pixels": 1_000_000, "max_request_pixels": 2_000_000}},
                ["a", "b"])
-SPECS = [model_spec(e, 1) for e in (TENSOR, TEXT, IMAGE)]
+SPECS = [model_spec(e, e.versions[1]) for e in (TENSOR, TEXT, IMAGE)]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=False)

@@ -7,23 +7,39 @@ import asyncio
 import numpy as np
 import pytest
 
-from ml_service.errors import ModelUnavailable
-from ml_service.registry import ModelRegistry, estimate_bytes
+from ml_service.errors import ModelFailed, ModelUnavailable
+from ml_service.memory import estimate_bytes
+from ml_service.registry import ModelRegistry
 from ml_service.repository import ModelRepository
 
 MB = 1024 * 1024
 
 
 class CountingRegistry(ModelRegistry):
-    """The real registry, counting how often it actually loads a model version."""
+    """The real registry, counting how often it actually loads a model version; models are named here as a
+    request names them (the newest version unless one is given), which the rollout does in the service."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, repository, settings):
+        super().__init__(settings)
+        self.repository = repository
         self.loads: list[tuple[str, int]] = []
 
     def _load_sync(self, entry, mv, *args, **kwargs):
         self.loads.append((entry.name, mv.number))
         return super()._load_sync(entry, mv, *args, **kwargs)
+
+    def target(self, name, version=None):
+        entry = self.repository.get(name)
+        return entry, entry.versions[int(version) if version else entry.candidates[-1]]
+
+    async def get(self, name, version=None, deadline=None):
+        return await self.load(*self.target(name, version), deadline=deadline)
+
+    async def load_name(self, name, version=None, retry_failed=False):
+        return await self.load(*self.target(name, version), retry_failed=retry_failed)
+
+    def use_name(self, name, version=None):
+        return self.use(*self.target(name, version), None)
 
 
 def _registry(root, settings_for, **overrides) -> CountingRegistry:
@@ -79,7 +95,7 @@ def test_concurrent_first_requests_load_exactly_once(repo_root, make_model, fake
 
     async def scenario():
         models = await asyncio.gather(*(reg.get("slow" if i % 2 else "s") for i in range(12)),
-                                      reg.load("slow"), reg.load("slow", 1))
+                                      reg.load_name("slow"), reg.load_name("slow", 1))
         assert reg.loads == [("slow", 1)]
         assert all(m is models[0] for m in models)
         assert reg.state("slow", 1)[0] == "ready"
@@ -92,7 +108,7 @@ def test_a_loaded_model_computes(repo_root, make_model, fake_manifest, settings_
     reg = _registry(repo_root, settings_for)
 
     async def scenario():
-        async with reg.use("m") as lease:
+        async with reg.use_name("m") as lease:
             model = lease.model
             assert model.in_flight == 1 and lease.post is None and lease.batcher is model.batcher
             rows = [{"x": r} for r in np.arange(8, dtype=np.float32).reshape(2, 4)]
@@ -110,7 +126,7 @@ def test_lru_eviction_under_the_memory_budget(repo_root, make_model, fake_manife
     # each model is estimated at ~146 MB: two fit in 365 MB, three do not
     reg = _registry(repo_root, settings_for, memory_budget_mb=365)
     entry = reg.repository.get("a")
-    per_model = estimate_bytes(entry.version(None))
+    per_model = estimate_bytes(entry.versions[1].size_bytes)
     assert 2 * per_model <= reg.budget_bytes < 3 * per_model
 
     async def scenario():
@@ -157,11 +173,11 @@ def test_models_with_requests_in_flight_are_never_evicted(repo_root, make_model,
     reg = _registry(repo_root, settings_for, memory_budget_mb=365)
 
     async def scenario():
-        async with reg.use("a"):  # a is the least recently used, but busy
+        async with reg.use_name("a"):  # a is the least recently used, but busy
             await reg.get("b")
             await reg.get("c")
             assert sorted(m.name for m in reg.loaded) == ["a", "c"]
-            async with reg.use("c"):
+            async with reg.use_name("c"):
                 with pytest.raises(ModelUnavailable, match="ML_SERVICE_MEMORY_BUDGET_MB"):
                     await reg.get("b")
                 assert reg.state("b", 1)[0] == "unloaded"
@@ -214,9 +230,9 @@ def test_failed_load_is_reported_and_does_not_affect_others(repo_root, make_mode
     reg = _registry(repo_root, settings_for)
 
     async def scenario():
-        with pytest.raises(ModelUnavailable) as info:
+        with pytest.raises(ModelFailed) as info:
             await reg.get("bad")
-        assert info.value.status_code == 503
+        assert info.value.status_code == 503 and "Retry-After" not in info.value.headers  # retrying cannot help
         assert "model file unreadable or corrupt" in info.value.message and "corrupted" not in info.value.message
         state, error, loaded = reg.state("bad", 1)
         assert state == "failed"
@@ -224,7 +240,7 @@ def test_failed_load_is_reported_and_does_not_affect_others(repo_root, make_mode
         assert error == "model file unreadable or corrupt"  # a fixed reason: no text of the exception, no paths
         assert "/srv" not in info.value.message
         # a failed load is not retried by every request
-        with pytest.raises(ModelUnavailable, match="failed to load"):
+        with pytest.raises(ModelFailed, match="failed to load"):
             await reg.get("bad")
         assert reg.loads == [("bad", 1)]
         good = await reg.get("good")
@@ -239,17 +255,17 @@ def test_explicit_load_with_retry_failed(repo_root, make_model, fake_manifest, s
     reg = _registry(repo_root, settings_for)
 
     async def scenario():
-        with pytest.raises(ModelUnavailable):
-            await reg.load("m")
-        with pytest.raises(ModelUnavailable):
-            await reg.load("m", retry_failed=True)  # still broken: tried again, fails again
+        with pytest.raises(ModelFailed):
+            await reg.load_name("m")
+        with pytest.raises(ModelFailed, match="unreadable or corrupt"):
+            await reg.load_name("m")  # the same files: the failure sticks, nothing is tried
+        assert reg.loads == [("m", 1)]
+        with pytest.raises(ModelFailed):
+            await reg.load_name("m", retry_failed=True)  # still broken: tried again, fails again
         assert reg.loads == [("m", 1), ("m", 1)]
-        make_model(repo_root, "m", fake_manifest())  # fixed on disk
+        make_model(repo_root, "m", fake_manifest())  # fixed on disk: new files are tried without being asked
         reg.repository.scan()
-        with pytest.raises(ModelUnavailable, match="unreadable or corrupt"):
-            await reg.load("m")  # without retry_failed the failure sticks
-        assert len(reg.loads) == 2
-        model = await reg.load("m", retry_failed=True)
+        model = await reg.load_name("m")
         assert reg.state("m", 1) == ("ready", None, model)
         assert len(reg.loads) == 3
 
@@ -265,7 +281,7 @@ def test_labels_that_do_not_match_the_outputs_fail_the_load(repo_root, make_mode
     reg = _registry(repo_root, settings_for)
 
     async def scenario():
-        with pytest.raises(ModelUnavailable, match="labels do not match the model's outputs"):
+        with pytest.raises(ModelFailed, match="labels do not match the model's outputs"):
             await reg.get("m")
         assert reg.state("m", 1)[0] == "failed"
 
@@ -299,7 +315,7 @@ def test_unload_clears_a_failed_state(repo_root, make_model, fake_manifest, sett
     reg = _registry(repo_root, settings_for)
 
     async def scenario():
-        with pytest.raises(ModelUnavailable):
+        with pytest.raises(ModelFailed):
             await reg.get("m")
         assert await reg.unload("m") == []
         assert reg.state("m", 1) == ("unloaded", None, None)
@@ -331,7 +347,7 @@ def test_nothing_is_evicted_for_a_load_that_would_not_fit_anyway(repo_root, make
     reg = _registry(repo_root, settings_for, memory_budget_mb=360)  # estimates: 276 + 68 fit, + 211 never
 
     async def scenario():
-        async with reg.use("busy"):
+        async with reg.use_name("busy"):
             await reg.get("idle")
             with pytest.raises(ModelUnavailable, match="not enough memory budget"):
                 await reg.get("big")
@@ -369,7 +385,7 @@ def test_an_unload_waits_for_the_requests_holding_the_model(repo_root, make_mode
     reg = _registry(repo_root, settings_for)
 
     async def scenario():
-        async with reg.use("m") as lease:
+        async with reg.use_name("m") as lease:
             futures = lease.batcher.submit(_rows(2), 10.0)
             unloading = asyncio.create_task(reg.unload("m"))
             await asyncio.sleep(0.05)
@@ -378,5 +394,59 @@ def test_an_unload_waits_for_the_requests_holding_the_model(repo_root, make_mode
         assert [float(r.outputs["output"][0]) for r in results] == [4.0, 4.0]
         assert await unloading == [1]
         assert reg.state("m", 1)[0] == "unloaded"
+
+    _run(reg, scenario)
+
+
+def test_republished_files_are_swapped_in_only_once_they_work(repo_root, make_model, fake_manifest, settings_for):
+    """Issue 18.9-10: a loaded version whose files change is a new publication. The new instance loads beside the
+    old one; broken files leave the old instance serving, working ones replace it (the old one drains)."""
+    mdir = make_model(repo_root, "m", fake_manifest())
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        old = await reg.get("m")
+        make_model(repo_root, "m", fake_manifest(fail_load="truncated"))  # republished, broken
+        entry, mv = reg.target("m")
+        reg.repository.scan()
+        entry, mv = reg.target("m")
+        assert mv.fingerprint != old.mv.fingerprint
+        with pytest.raises(ModelFailed, match="unreadable or corrupt"):
+            await reg.restage(entry, mv)
+        state, error, serving = reg.state("m", 1, mv.fingerprint)
+        assert (state, serving) == ("ready", old) and error == "model file unreadable or corrupt"
+        async with reg.use_name("m") as lease:  # requests still get the old instance
+            assert lease.model is old
+            assert float((await lease.batcher.submit(_rows(1), 10.0)[0]).outputs["output"][0]) == 4.0
+        with pytest.raises(ModelFailed, match="tried again once its files change"):
+            await reg.restage(entry, mv)  # the same broken files are not tried again
+        assert reg.loads == [("m", 1), ("m", 1)]
+        make_model(repo_root, "m", fake_manifest(delay_ms=1))  # republished again, working
+        reg.repository.scan()
+        entry, mv = reg.target("m")
+        assert await reg.restage(entry, mv) is True
+        new = reg.loaded_model(("m", 1))
+        assert new is not old and new.mv is mv and not old.runtime.loaded and reg.loaded == [new]
+        assert await reg.restage(entry, mv) is False  # nothing changed since
+        assert mdir.is_dir()
+
+    _run(reg, scenario)
+
+
+def test_a_swap_lets_the_old_instance_finish_what_it_holds(repo_root, make_model, fake_manifest, settings_for):
+    make_model(repo_root, "m", fake_manifest(delay_ms=300))
+    reg = _registry(repo_root, settings_for)
+
+    async def scenario():
+        async with reg.use_name("m") as lease:
+            futures = lease.batcher.submit(_rows(2), 10.0)
+            make_model(repo_root, "m", fake_manifest(delay_ms=1))
+            reg.repository.scan()
+            swap = asyncio.create_task(reg.restage(*reg.target("m")))
+            await asyncio.sleep(0.1)
+            assert reg.loaded_model(("m", 1)) is not lease.model and not swap.done()  # new requests: the new one
+            results = await asyncio.gather(*futures)
+        assert [float(r.outputs["output"][0]) for r in results] == [4.0, 4.0]
+        assert await swap is True and not lease.model.runtime.loaded
 
     _run(reg, scenario)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ml_service.errors import ModelNotFound, ModelUnavailable, VersionNotFound
+from ml_service.errors import ModelNotFound
 from ml_service.repository import ModelRepository, scan_model_dir
 
 
@@ -26,9 +26,9 @@ def test_valid_models_are_found(repo_root, make_model, fake_manifest):
     entries = ModelRepository(repo_root).scan()
     assert sorted(entries) == ["sum", "text", "vision"]
     assert all(e.valid for e in entries.values()), {n: e.error for n, e in entries.items()}
-    assert entries["vision"].labels == ["cat", "dog"]
+    assert entries["vision"].versions[1].labels == ("cat", "dog")
     assert sorted(entries["text"].versions) == [1, 2]
-    assert entries["text"].served_versions == [2]
+    assert entries["text"].candidates == (1, 2)
 
 
 def test_invalid_model_is_reported_by_name_and_never_stops_the_others(repo_root, make_model, fake_manifest,
@@ -54,12 +54,11 @@ def test_invalid_model_is_reported_by_name_and_never_stops_the_others(repo_root,
     assert "a-good is invalid" not in logged
 
 
-def test_invalid_model_cannot_be_used(repo_root, make_model):
+def test_invalid_model_has_no_candidates(repo_root, make_model):
     make_model(repo_root, "broken", {"task": "translation"})
     repo = ModelRepository(repo_root)
     repo.scan()
-    with pytest.raises(ModelUnavailable, match=r"broken.*invalid"):
-        repo.get("broken").version(None)
+    assert repo.get("broken").candidates == () and not repo.get("broken").valid
 
 
 def test_bad_directory_name(repo_root, make_model, fake_manifest):
@@ -147,44 +146,15 @@ def test_a_new_model_cannot_take_an_alias_that_is_in_use(repo_root, make_model, 
 
 
 # -- versions ----------------------------------------------------------------------------------
-def test_version_policy_latest(repo_root, make_model):
-    make_model(repo_root, "m", _image("latest"), versions=(1, 2, 10), labels=["x"])
-    entry = ModelRepository(repo_root).scan()["m"]
-    assert entry.served_versions == [10]  # numeric, not lexical order
-    assert entry.version(None).number == 10
-    assert entry.version("10").number == 10
-    with pytest.raises(VersionNotFound, match="served versions: \\[10\\]"):
-        entry.version(2)
-
-
-def test_version_policy_all(repo_root, make_model):
-    make_model(repo_root, "m", _image("all"), versions=(1, 2, 3), labels=["x"])
-    entry = ModelRepository(repo_root).scan()["m"]
-    assert entry.served_versions == [1, 2, 3]
-    assert entry.version(None).number == 3
-    assert entry.version(1).number == 1
-    assert entry.version("2").number == 2
-
-
-def test_version_policy_list(repo_root, make_model):
-    make_model(repo_root, "m", _image([1, 3]), versions=(1, 2, 3, 4), labels=["x"])
-    entry = ModelRepository(repo_root).scan()["m"]
-    assert entry.valid
-    assert entry.served_versions == [1, 3]
-    assert entry.version(None).number == 3
-    assert entry.version(1).path.name == "1"
-    for not_served in (2, 4, 5):
-        with pytest.raises(VersionNotFound):
-            entry.version(not_served)
-
-
-@pytest.mark.parametrize("bad", ["abc", "1.5", "-", 0, -1, 99])
-def test_pinned_version_that_is_not_served(repo_root, make_model, bad):
-    make_model(repo_root, "m", _image("all"), versions=(1, 2), labels=["x"])
-    entry = ModelRepository(repo_root).scan()["m"]
-    with pytest.raises(VersionNotFound) as info:
-        entry.version(bad)
-    assert info.value.status_code == 404
+# (which candidate serves, and what a request may pin, is the rollout's: tests/unit/test_rollout.py)
+def test_candidates_are_numeric_and_follow_the_policy(repo_root, make_model):
+    make_model(repo_root, "latest", _image("latest"), versions=(1, 2, 10), labels=["x"])
+    make_model(repo_root, "all", _image("all"), versions=(1, 2, 3), labels=["x"])
+    make_model(repo_root, "list", _image([1, 3]), versions=(1, 2, 3, 4), labels=["x"])
+    entries = ModelRepository(repo_root).scan()
+    assert entries["latest"].candidates == (1, 2, 10)  # numeric, not lexical order; the newest working serves
+    assert entries["all"].candidates == (1, 2, 3)
+    assert entries["list"].candidates == (1, 3) and entries["list"].valid
 
 
 def test_version_directories_must_be_positive_numbers(repo_root, make_model):
@@ -202,16 +172,7 @@ def test_missing_version_files_make_that_version_unservable(repo_root, make_mode
     assert entry.valid
     assert entry.versions[2].error == "missing file(s): model.onnx"
     assert entry.versions[3].error == "missing file(s): tokenizer.json"
-    assert entry.served_versions == [1]
-    with pytest.raises(VersionNotFound):
-        entry.version(3)
-
-
-def test_latest_skips_a_broken_newest_version(repo_root, make_model):
-    mdir = make_model(repo_root, "m", _embedding(), versions=(1, 2))
-    (mdir / "2" / "model.onnx").unlink()
-    entry = ModelRepository(repo_root).scan()["m"]
-    assert entry.served_versions == [1]
+    assert entry.candidates == (1,)
 
 
 def test_shared_files_in_the_model_directory_count(repo_root, make_model):
@@ -219,7 +180,7 @@ def test_shared_files_in_the_model_directory_count(repo_root, make_model):
     (mdir / "1" / "tokenizer.json").rename(mdir / "tokenizer.json")
     entry = ModelRepository(repo_root).scan()["m"]
     assert entry.valid
-    v = entry.version(None)
+    v = entry.versions[1]
     assert entry.file(v, "tokenizer.json") == mdir / "tokenizer.json"
     assert entry.file(v, "model.onnx") == mdir / "1" / "model.onnx"
 
@@ -238,8 +199,6 @@ def test_no_version_is_servable(repo_root, make_model):
     assert not entry.valid
     assert "no servable version" in entry.error
     assert "v1: missing file(s): model.onnx" in entry.error
-    with pytest.raises(ModelUnavailable):
-        entry.version(None)
 
 
 def test_policy_list_matching_no_version(repo_root, make_model):
@@ -253,14 +212,14 @@ def test_policy_list_matching_no_version(repo_root, make_model):
 def test_labels_skip_blank_lines(repo_root, make_model):
     mdir = make_model(repo_root, "m", _image(), labels=["x"])
     (mdir / "labels.txt").write_text("\n  cat \n\ndog\n")
-    assert scan_model_dir(mdir).labels == ["cat", "dog"]
+    assert scan_model_dir(mdir).versions[1].labels == ("cat", "dog")
 
 
 def test_missing_labels_file(repo_root, make_model):
     make_model(repo_root, "m", _image())
     entry = ModelRepository(repo_root).scan()["m"]
     assert not entry.valid
-    assert entry.error == "labels file is missing: labels.txt"
+    assert "labels file is missing: labels.txt" in entry.error
 
 
 def test_empty_labels_file(repo_root, make_model):
@@ -268,6 +227,50 @@ def test_empty_labels_file(repo_root, make_model):
     entry = ModelRepository(repo_root).scan()["m"]
     assert not entry.valid
     assert "labels file labels.txt is empty" in entry.error
+
+
+def test_labels_belong_to_a_version(repo_root, make_model):
+    """A version may change its classes: its own labels file wins over the model's."""
+    mdir = make_model(repo_root, "m", _image("all"), versions=(1, 2), labels=["cat", "dog"])
+    (mdir / "2" / "labels.txt").write_text("cat\ndog\nbird\n")
+    entry = ModelRepository(repo_root).scan()["m"]
+    assert entry.versions[1].labels == ("cat", "dog") and entry.versions[2].labels == ("cat", "dog", "bird")
+
+
+# -- fingerprints and the last good manifest -------------------------------------------------
+def test_a_version_fingerprint_changes_with_its_files_labels_and_manifest(repo_root, make_model):
+    mdir = make_model(repo_root, "m", _image("all"), versions=(1, 2), labels=["cat", "dog"])
+    repo = ModelRepository(repo_root)
+    before = {v: mv.fingerprint for v, mv in repo.scan()["m"].versions.items()}
+    assert repo.scan()["m"].versions[1] is repo.scan()["m"].versions[1]  # unchanged: the same object
+    (mdir / "2" / "model.onnx").write_bytes((mdir / "2" / "model.onnx").read_bytes())  # rewritten in place
+    after = {v: mv.fingerprint for v, mv in repo.scan()["m"].versions.items()}
+    assert after[1] == before[1] and after[2] != before[2]
+    (mdir / "labels.txt").write_text("cat\ndog\nbird\n")  # the model's labels: every version uses them
+    relabeled = {v: mv.fingerprint for v, mv in repo.scan()["m"].versions.items()}
+    assert relabeled[1] != after[1] and relabeled[2] != after[2]
+    toml = (mdir / "model.toml").read_text()
+    (mdir / "model.toml").write_text(toml + "\n[batching]\nmax_batch_size = 3\n")
+    assert repo.scan()["m"].versions[1].fingerprint != relabeled[1]
+    (mdir / "model.toml").write_text(toml + '\n[card]\npurpose = "pets"\n')  # a card changes nothing loaded
+    assert repo.scan()["m"].versions[1].fingerprint == relabeled[1]
+
+
+def test_a_broken_model_toml_keeps_the_last_good_one_in_force(repo_root, make_model, caplog):
+    mdir = make_model(repo_root, "m", _image("all", aliases=["pic"]), versions=(1,), labels=["cat", "dog"])
+    repo = ModelRepository(repo_root)
+    good = repo.scan()["m"]
+    fingerprint = good.versions[1].fingerprint
+    (mdir / "model.toml").write_text("task = [unclosed\n")
+    with caplog.at_level(logging.ERROR, logger="ml_service.repository"):
+        entry = repo.scan()["m"]
+        repo.scan()
+    assert entry.valid and entry.manifest is good.manifest and entry.versions[1].fingerprint == fingerprint
+    assert "not valid TOML" in entry.manifest_error and "last good model.toml" in entry.manifest_error
+    assert repo.canonical_name("pic") == "m"
+    assert caplog.text.count("serving with the last good model.toml") == 1  # logged once, not every re-read
+    fresh = ModelRepository(repo_root)  # a restart has no good manifest to keep: the model is invalid
+    assert not fresh.scan()["m"].valid
 
 
 def test_the_vertex_model_is_the_setting_else_the_only_model_else_text_embedding(tmp_path, make_model,

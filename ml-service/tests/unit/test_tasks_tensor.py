@@ -14,9 +14,9 @@ from .conftest import native_items, native_output
 def _rows(task, a, ids):
     """Batched arrays as rows, as the codecs split them."""
     from ml_service.codecs.common import split_rows
-    from ml_service.service import model_spec
+    from ml_service.tasks import model_spec
 
-    return list(split_rows({"a": a, "ids": ids}, model_spec(task.entry, 1).signature))
+    return list(split_rows({"a": a, "ids": ids}, model_spec(task.entry, task.version).signature))
 
 
 def _manifest(**limits):

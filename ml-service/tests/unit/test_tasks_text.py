@@ -75,7 +75,8 @@ def test_pad_id_comes_from_the_tokenizer(repo_root, make_model, write_tokenizer)
     # a vocabulary where [PAD] is not id 0
     write_tokenizer(mdir / "1" / "tokenizer.json", ["cat", "[PAD]"])
     entry = ModelRepository(repo_root).scan()["m"]
-    task = create_task(entry, entry.version(None), entry.manifest)
+    mv = entry.versions[entry.candidates[-1]]
+    task = create_task(entry, mv, mv.manifest)
     task.load()
     feeds = task.collate(task.preprocess(["cat", "cat cat"]))
     assert feeds["input_ids"][0, -1] == 5
@@ -207,7 +208,7 @@ def test_top_k_ties_keep_label_order():
 
 def test_top_k_default_and_bounds(make_task):
     task = make_task(_classifier(), labels=LABELS)
-    assert native.parse_top_k({}, len(task.entry.labels)) == (4)  # 5, capped at the label count
+    assert native.parse_top_k({}, len(task.version.labels)) == (4)  # 5, capped at the label count
     assert parse_top_k({}, 10) == (5)
     assert native_items(task, {"text": "a", "top_k": 1})[1] == (1)
     assert native_items(task, {"text": "a", "top_k": 4})[1] == (4)

@@ -14,19 +14,20 @@ async def create(call: Call) -> Reply:
     """Embeddings of a string or a list of strings; `float` or `base64` encoding; optional `dimensions`."""
     most = call.settings.openai_max_inputs
     req = embeddings.parse_request(parse_json(call.body), most)
-    request = embeddings.decode(req, call.service.spec(req.model), most)
-    return json_reply(embeddings.encode(await call.service.infer(request, call.ctx), req))
+    resolved = await call.service.resolve(req.model, None, call.ctx)
+    request = embeddings.decode(req, resolved.spec, most)
+    return json_reply(embeddings.encode(await call.service.infer(request, resolved, call.ctx), req))
 
 
 async def list_models(call: Call) -> Reply:
     """The embedding models, in OpenAI's list shape."""
     return json_reply({"object": "list",
-                       "data": [embeddings.model_object(m) for m in call.service.specs() if m.embeds]})
+                       "data": [embeddings.model_object(m) for m in call.service.describe_all() if m.embeds]})
 
 
 async def retrieve_model(call: Call) -> Reply:
     """One embedding model by name or alias."""
-    spec = call.service.spec(call.params["model"])
+    spec = call.service.describe(call.params["model"])
     if not spec.embeds:
         raise ModelNotFound(f"model {call.params['model']!r} is not an embedding model served at /v1")
     return json_reply(embeddings.model_object(spec))

@@ -18,7 +18,10 @@ from ml_service.observe import LogThrottle, RequestContext, Telemetry
 from ml_service.settings import Settings
 
 if TYPE_CHECKING:
+    from ml_service.api.reports import Reports
+    from ml_service.rollout import Rollout
     from ml_service.service import InferenceService
+    from ml_service.vertex import Deployment
 
 log = logging.getLogger("ml_service.api")
 _throttled = LogThrottle(log)
@@ -73,19 +76,42 @@ def internal_error_reply(protocol: str) -> Reply:
     return json_reply(shape(500, "internal_error", "internal error; see the service log"), 500)
 
 
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What route handlers reach: the data plane, the rollout (loads, reloads, readiness), the read-only reports,
+    and in Vertex mode the deployment."""
+
+    service: InferenceService
+    rollout: Rollout
+    reports: Reports
+    vertex: Deployment | None = None
+
+
 @dataclass(slots=True)
 class Call:
     """One request as a route handler sees it: path parameters, query, headers, the body (already read, within
-    the limit), its context, and the service."""
+    the limit), its context, and the parts it may use."""
 
     params: dict[str, str]
     query_string: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
     ctx: RequestContext
-    service: InferenceService
+    parts: Parts
     settings: Settings
     telemetry: Telemetry | None = None
+
+    @property
+    def service(self) -> InferenceService:
+        return self.parts.service
+
+    @property
+    def rollout(self) -> Rollout:
+        return self.parts.rollout
+
+    @property
+    def reports(self) -> Reports:
+        return self.parts.reports
 
     def header(self, name: bytes) -> str | None:
         """A request header by its lower-case name."""

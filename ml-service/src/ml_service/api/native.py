@@ -14,16 +14,16 @@ _VERSION = Query("version", "one version (default: every served/loaded version)"
 async def inference(call: Call) -> Reply:
     """Run a model: one output per input (embeddings, labels with top-k, or tensors), plus timings."""
     req = native.parse_request(parse_json(call.body))
-    spec = call.service.spec(req.model, req.version)
-    request, top_k = native.decode(req, spec)
-    return json_reply(native.encode(await call.service.infer(request, call.ctx), top_k))
+    resolved = await call.service.resolve(req.model, req.version, call.ctx)
+    request, top_k = native.decode(req, resolved.spec)
+    return json_reply(native.encode(await call.service.infer(request, resolved, call.ctx), top_k))
 
 
 async def health(call: Call) -> Reply:
     """Overall status (`degraded` when a model or the preload failed) and, with a valid token when auth is on, each
     model's state and the reasons."""
-    report = call.service.health()
-    if call.ctx.caller is None and call.service.settings.api_keys_configured:
+    report = call.reports.health()
+    if call.ctx.caller is None and call.settings.api_keys_configured:
         return json_reply({"status": report["status"]})
     return json_reply(report)
 
@@ -35,32 +35,33 @@ async def live(call: Call) -> Reply:
 
 async def ready(call: Call) -> Reply:
     """200 once every preloaded model is loaded, else 503."""
-    ok = call.service.ready
+    ok = call.rollout.ready
     return json_reply({"ready": ok}, 200 if ok else 503)
 
 
 async def models(call: Call) -> Reply:
     """Every model in the repository with versions, state, memory, errors and model cards."""
-    return json_reply({"models": call.service.models()})
+    return json_reply({"models": call.reports.models()})
 
 
 async def load(call: Call) -> Reply:
-    """Load a model (its served versions, or one `?version=`), re-reading the repository first; retries a
-    failed load."""
-    name, versions = await call.service.load(call.params["name"], call.version_query(), rescan=True)
+    """Load a model (its served versions, or one `?version=`), re-reading its directory first; retries a failed
+    load."""
+    name, versions = await call.rollout.load_model(call.params["name"], call.version_query())
     return json_reply({"model": name, "loaded_versions": [str(v) for v in versions]})
 
 
 async def unload(call: Call) -> Reply:
     """Unload a model (every loaded version, or one `?version=`) once its requests finish."""
-    name, done = await call.service.unload(call.params["name"], call.version_query())
+    name, done = await call.rollout.unload_model(call.params["name"], call.version_query())
     return json_reply({"model": name, "unloaded_versions": [str(v) for v in done]})
 
 
 async def reload(call: Call) -> Reply:
     """Re-read the model repository now: new versions go live once loaded, removed ones drain and unload, changed
-    model.toml files apply (the same as the periodic re-read, ML_SERVICE_REPOSITORY_POLL_S)."""
-    return json_reply(await call.service.rescan())
+    model.toml files apply (the periodic re-read, ML_SERVICE_REPOSITORY_POLL_S, does the same but does not retry
+    versions that failed as they are on disk)."""
+    return json_reply(await call.rollout.reload(retry_failed=True))
 
 
 ROUTES = [

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ml_service.api.gate import Gate
 from ml_service.api.http import (
     Call,
+    Parts,
     Reply,
     error_reply,
     internal_error_reply,
@@ -30,7 +31,7 @@ from ml_service.api.http import (
 )
 from ml_service.errors import ClientDisconnected, MethodNotAllowed, MLServiceError
 from ml_service.observe import Observers, RequestContext, Telemetry
-from ml_service.service import InferenceService
+from ml_service.observe.logs import closed_transport
 from ml_service.settings import Settings
 
 log = logging.getLogger("ml_service.api")
@@ -79,26 +80,6 @@ class Route:
                                                    .replace(r"\}", "}")) + "$")
 
 
-class _ClosedTransportFilter(logging.Filter):
-    """uvicorn does not mark a pipelined request disconnected when its client closes (only the last request of
-    the connection), so answering it fails on the closed transport and uvicorn logs "ASGI callable returned
-    without completing response" at ERROR. We know each time that happens: drop exactly that many lines."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.expected = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.expected and record.getMessage().startswith("ASGI callable returned without completing"):
-            self.expected -= 1
-            return False
-        return True
-
-
-_closed_transport = _ClosedTransportFilter()
-logging.getLogger("uvicorn.error").addFilter(_closed_transport)
-
-
 async def _wait_disconnect(receive: Receive) -> bool:
     while True:
         message = await receive()
@@ -109,17 +90,17 @@ async def _wait_disconnect(receive: Receive) -> bool:
 class Router:
     """ASGI app serving the route table; everything else goes to `fallback` (FastAPI)."""
 
-    def __init__(self, routes: Sequence[Route], fallback: ASGIApp, service: InferenceService, settings: Settings,
+    def __init__(self, routes: Sequence[Route], fallback: ASGIApp, parts: Parts, settings: Settings, gate: Gate,
                  observers: Observers, telemetry: Telemetry | None = None) -> None:
         self.routes = list(routes)
         self.telemetry = telemetry
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)
         self.fallback = fallback
-        self.service = service
+        self.parts = parts
         self.settings = settings
         self.observers = observers
-        self.gate = Gate(settings)
+        self.gate = gate
         self.limit = settings.max_body_bytes
         self._static: dict[tuple[str, str], Route] = {}
         self._dynamic: list[tuple[re.Pattern[str], Route]] = []
@@ -185,7 +166,7 @@ class Router:
                     await self.gate.limit(ctx, headers, client[0] if client else None, token)
                     self.gate.deadline(ctx, headers)
                 body = await read_body(headers, receive, self.limit) if route.method == "POST" else b""
-                call = Call(params, scope["query_string"], headers, body, ctx, self.service, self.settings,
+                call = Call(params, scope["query_string"], headers, body, ctx, self.parts, self.settings,
                             self.telemetry)
                 if route.watch_disconnect:
                     reply = await _cancel_on_disconnect(route.handler(call), receive)
@@ -239,7 +220,7 @@ async def _send(send: Send, reply: Reply) -> bool:
         await send({"type": "http.response.body", "body": reply.body})
     except (OSError, RuntimeError) as exc:  # e.g. "unable to perform operation on a closed transport"
         log.debug("the client left before its answer was sent: %s", exc)
-        _closed_transport.expected += 1
+        closed_transport.expected += 1
         return False
     return True
 

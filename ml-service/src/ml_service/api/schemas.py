@@ -110,6 +110,7 @@ class InferenceResponse(BaseModel):
 class ModelHealth(BaseModel):
     state: str
     error: str | None = None
+    manifest_error: str | None = None
 
 
 class Health(BaseModel):
@@ -132,8 +133,10 @@ class Ready(BaseModel):
 class VersionInfo(BaseModel):
     version: str
     served: bool
+    default: bool = Field(description="the version requests get when they pin none")
     state: Literal["unloaded", "loading", "ready", "failed", "unloading"]
     error: str | None
+    labels: int | None = Field(description="this version's labels (a version may change its classes)")
     memory_mb: float | None
     estimated_memory_mb: float
     device: str | None
@@ -156,8 +159,9 @@ class ModelInfo(BaseModel):
     versions: list[str]
     served_versions: list[str]
     default_version: str | None
-    state: str
-    error: str | None
+    state: str = Field(description="the state of what serves the model (its default version)")
+    error: str | None = Field(description="why the model cannot serve, when it cannot")
+    manifest_error: str | None = Field(description="why model.toml is not applied now (the last good one is)")
     memory_mb: float
     labels: int | None
     card: dict[str, Any] | None
@@ -169,10 +173,12 @@ class ModelList(BaseModel):
 
 
 class Reloaded(BaseModel):
-    switched: dict[str, list[int]] = Field(description="model -> [old default, new default]")
-    failed: dict[str, str] = Field(description="name:version -> why it did not go live")
-    unloaded: list[str] = Field(description="name:version gone from disk, drained and unloaded")
-    manifest_changed: list[str]
+    switched: dict[str, list[int | None]] = Field(description="model -> [old default, new default]")
+    republished: list[str] = Field(description="name:version whose changed files were loaded, checked and swapped in")
+    failed: dict[str, str] = Field(description="name:version -> why it did not go live (what served keeps serving)")
+    unloaded: list[str] = Field(description="name:version gone from disk or no longer served, drained and unloaded")
+    manifest_errors: dict[str, str] = Field(description="model -> why its model.toml is not applied (the last good "
+                                                        "one stays in force)")
 
 
 class Loaded(BaseModel):

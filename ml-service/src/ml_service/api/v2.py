@@ -21,7 +21,7 @@ async def live(call: Call) -> Reply:
 
 async def ready(call: Call) -> Reply:
     """200 once every preloaded model is loaded, else 503."""
-    ok = call.service.ready
+    ok = call.rollout.ready
     return json_reply({"ready": ok}, 200 if ok else 503)
 
 
@@ -32,13 +32,15 @@ async def server_metadata(call: Call) -> Reply:
 
 async def model_metadata(call: Call) -> Reply:
     """Platform, served versions, and input and output tensors (-1: a variable dimension)."""
-    return json_reply(v2.model_metadata(call.service.spec(call.params["model"], call.params.get("version"))))
+    spec = call.service.describe(call.params["model"], call.params.get("version"))
+    entry = call.rollout.repository.get(spec.name)
+    return json_reply(v2.model_metadata(spec, call.rollout.served(entry)))
 
 
 async def model_ready(call: Call) -> Reply:
     """200 when the version would answer without loading anything (a head: and its encoder), else 503."""
-    spec = call.service.spec(call.params["model"], call.params.get("version"))
-    ok = call.service.version_ready(spec)
+    spec = call.service.describe(call.params["model"], call.params.get("version"))
+    ok = call.reports.version_ready(spec.name, spec.version)
     return json_reply({"name": spec.name, "version": str(spec.version), "ready": ok}, 200 if ok else 503)
 
 
@@ -47,9 +49,10 @@ async def infer(call: Call) -> Reply:
     encoding = (call.header(b"content-encoding") or "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise BadRequest(f"Content-Encoding {encoding!r} is not supported; send the request uncompressed")
-    spec = call.service.spec(call.params["model"], call.params.get("version"))
+    resolved = await call.service.resolve(call.params["model"], call.params.get("version"), call.ctx)
+    spec = resolved.spec
     req = v2.parse_infer_request(call.body, call.header(v2.HEADER_LENGTH.encode()), spec.signature)
-    head, blobs = v2.encode(await call.service.infer(v2.decode(req, spec), call.ctx), req)
+    head, blobs = v2.encode(await call.service.infer(v2.decode(req, spec), resolved, call.ctx), req)
     if not blobs:
         return json_reply(head)
     content, header_length = v2.binary_body(head, blobs)
@@ -68,29 +71,29 @@ def _optional_json(call: Call) -> dict[str, Any]:
 
 
 async def repository_index(call: Call) -> Reply:
-    """Every model version on disk with its state (READY, LOADING, UNLOADING, UNAVAILABLE) and the reason."""
+    """Every model version on disk with its state (READY, LOADING, UNLOADING, UNAVAILABLE) and the reason; a
+    read-only listing, as in Triton (`/models/reload` re-reads the disk)."""
     ready_only = _optional_json(call).get("ready", False)
     if not isinstance(ready_only, bool):
         raise InvalidInput("ready must be true or false")
-    await call.service.rescan()
-    return json_reply(v2.repository_index(call.service.version_rows(), ready_only))
+    return json_reply(v2.repository_index(call.reports.version_rows(), ready_only))
 
 
 async def repository_load(call: Call) -> Reply:
-    """Load (or retry a failed load of) every served version of a model, re-reading the repository first."""
+    """Load (or retry a failed load of) every served version of a model, re-reading its directory first."""
     params = _optional_json(call).get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be a JSON object")
     if any(k == "config" or k.startswith("file:") for k in params):
         raise BadRequest("loading with a config or files is not supported; put the model in the repository")
-    name, versions = await call.service.load(call.params["model"], rescan=True)
+    name, versions = await call.rollout.load_model(call.params["model"])
     return json_reply({"name": name, "versions": [str(v) for v in versions], "state": "READY"})
 
 
 async def repository_unload(call: Call) -> Reply:
     """Unload every loaded version of a model (it loads again on its next request)."""
     _optional_json(call)
-    name, done = await call.service.unload(call.params["model"])
+    name, done = await call.rollout.unload_model(call.params["model"])
     return json_reply({"name": name, "unloaded_versions": [str(v) for v in done]})
 
 

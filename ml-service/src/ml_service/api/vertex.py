@@ -15,8 +15,9 @@ from ml_service.vertex import health_route, predict_routes
 
 async def health(call: Call) -> Reply:
     """200 once the served model is loaded, else 503 (Vertex sends traffic only after a 200)."""
-    if call.service.vertex_ready:
-        return json_reply({"ready": True, "model": call.service.vertex_model})
+    model = call.parts.vertex.model if call.parts.vertex is not None else None
+    if model is not None and call.reports.version_ready(model):
+        return json_reply({"ready": True, "model": model})
     raise ModelUnavailable("the served model is not loaded yet")
 
 
@@ -24,14 +25,14 @@ async def predict(call: Call) -> Reply:
     """One prediction per instance, in order: embeddings, or labels with scores. The deployment's model unless
     `parameters.model` names another one of the repository."""
     req = vertex.parse_request(parse_json(call.body))
-    name = req.model or call.service.vertex_model
+    name = req.model or (call.parts.vertex.model if call.parts.vertex is not None else None)
     if name is None:
         raise ModelUnavailable("the service is still starting")
-    spec = call.service.spec(name)
-    request, top_k = vertex.decode(req, spec)
-    result = await call.service.infer(request, call.ctx)
+    resolved = await call.service.resolve(name, None, call.ctx)
+    request, top_k = vertex.decode(req, resolved.spec)
+    result = await call.service.infer(request, resolved, call.ctx)
     return json_reply(vertex.encode(result, top_k),
-                      headers={"X-Model": spec.name, "X-Model-Version": str(spec.version)})
+                      headers={"X-Model": result.spec.name, "X-Model-Version": str(result.spec.version)})
 
 
 def routes(settings: Settings) -> list[Route]:

@@ -36,11 +36,11 @@ _STATES = {"ready": "READY", "loading": "LOADING", "unloading": "UNLOADING", "fa
            "unloaded": "UNAVAILABLE"}
 
 
-def model_metadata(spec: ModelSpec) -> dict[str, Any]:
+def model_metadata(spec: ModelSpec, versions: Sequence[int]) -> dict[str, Any]:
     """`GET /v2/models/{name}`: name, served versions, platform, inputs and outputs."""
     return {
         "name": spec.name,
-        "versions": [str(v) for v in spec.served_versions],
+        "versions": [str(v) for v in versions],
         "platform": PLATFORMS.get(spec.runtime, spec.runtime),
         "inputs": [t.as_json() for t in spec.signature.inputs],
         "outputs": [t.as_json() for t in spec.signature.outputs],

@@ -41,10 +41,9 @@ class RequestContext:
 
 
 class RequestHook(Protocol):
-    """What a cross-cutting concern implements to see every request."""
-
-    def on_start(self, ctx: RequestContext) -> None:
-        """Before the route runs (after auth); raise an MLServiceError to refuse the request."""
+    """What a cross-cutting concern implements to see every request. It may also define
+    `on_start(ctx)`, run before the route (after auth), which can refuse the request by raising an
+    MLServiceError; hooks without one cost nothing there."""
 
     def on_end(self, ctx: RequestContext) -> None:
         """After the answer is sent (or the client left), with the status and timings filled in."""
@@ -55,13 +54,12 @@ class Observers:
 
     def __init__(self, hooks: tuple[RequestHook, ...] = ()) -> None:
         self.hooks = hooks
-
-    def add(self, hook: RequestHook) -> None:
-        self.hooks = (*self.hooks, hook)
+        self._starters: tuple[Callable[[RequestContext], None], ...] = tuple(
+            start for h in hooks if callable(start := getattr(h, "on_start", None)))
 
     def start(self, ctx: RequestContext) -> None:
-        for hook in self.hooks:
-            hook.on_start(ctx)
+        for on_start in self._starters:
+            on_start(ctx)
 
     def end(self, ctx: RequestContext) -> None:
         for hook in self.hooks:

@@ -44,6 +44,27 @@ class ConsoleFormatter(logging.Formatter):
         return text + ("".join(f" {k}={v}" for k, v in extra.items() if v is not None) if extra else "")
 
 
+class ClosedTransportFilter(logging.Filter):
+    """uvicorn does not mark a pipelined request disconnected when its client closes (only the last request of
+    the connection), so answering it fails on the closed transport and uvicorn logs "ASGI callable returned
+    without completing response" at ERROR. The router knows each time that happens (`expected`): exactly that
+    many lines are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expected = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.expected and record.getMessage().startswith("ASGI callable returned without completing"):
+            self.expected -= 1
+            return False
+        return True
+
+
+#: the process's one filter of those lines, installed on uvicorn's error logger by `configure`
+closed_transport = ClosedTransportFilter()
+
+
 def configure(level: str = "info", fmt: str = "console") -> None:
     """The root handler for the whole process (uvicorn's loggers included), in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -54,6 +75,9 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if closed_transport not in uvicorn_error.filters:
+        uvicorn_error.addFilter(closed_transport)
 
 
 class RequestLog:
@@ -61,9 +85,6 @@ class RequestLog:
 
     def __init__(self) -> None:
         self.log = logging.getLogger(REQUEST_LOGGER)
-
-    def on_start(self, ctx: RequestContext) -> None:
-        pass
 
     def on_end(self, ctx: RequestContext) -> None:
         if not self.log.isEnabledFor(logging.INFO):

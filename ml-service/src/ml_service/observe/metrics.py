@@ -1,8 +1,8 @@
 """Prometheus metrics (`GET /metrics`), all named `ml_service_*`: histograms (not summaries) so replicas aggregate.
 
-Counted as they happen: requests and request durations (a request hook), batches and queue waits (a batch
-observer per model version), loads. Read at scrape time from the service's state: queue depth, in-flight
-requests, model states and memory, the process's RSS and CPU, and the GPUs through NVML when one is visible.
+Counted as they happen: requests and request durations (`Metrics`, a request hook), batches, queue waits and
+loads (`ModelMetrics`, the registry's events). Read at scrape time (`ModelStateCollector`): queue depth, in-flight
+requests, model states and memory; the process's RSS and CPU, and the GPUs through NVML when one is visible.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from ml_service.observe import RequestContext
 from ml_service.registry import ModelEvents
 
 if TYPE_CHECKING:
-    from ml_service.service import InferenceService
+    from ml_service.admission import RateLimiter
+    from ml_service.registry import ModelRegistry
+    from ml_service.repository import ModelRepository
+    from ml_service.rollout import Rollout
 
 log = logging.getLogger(__name__)
 PREFIX = "ml_service"
@@ -38,7 +41,7 @@ STATES = ("unloaded", "loading", "ready", "failed", "unloading")
 class _BatchMetrics:
     """One model version's batch histograms, with their label children bound once."""
 
-    def __init__(self, m: Metrics, name: str, version: str) -> None:
+    def __init__(self, m: ModelMetrics, name: str, version: str) -> None:
         self.size = m.batch_size.labels(name, version)
         self.padded = m.batch_tokens.labels(name, version)
         self.compute = m.batch_compute.labels(name, version)
@@ -52,18 +55,16 @@ class _BatchMetrics:
             self.wait.observe(w)
 
 
-class Metrics(ModelEvents):
-    """The metrics of one app (its own registry, so several apps in one process do not collide)."""
+def new_registry() -> CollectorRegistry:
+    """The Prometheus registry of one app (its own, so several apps in one process do not collide)."""
+    return CollectorRegistry(auto_describe=True)
 
-    def __init__(self, service: InferenceService) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r, mv = self.registry, ["model", "version"]
-        self.requests = Counter(f"{PREFIX}_requests", "Requests answered, by protocol, status and model",
-                                ["protocol", "status", "model", "version"], registry=r)
-        self.duration = Histogram(f"{PREFIX}_request_duration_seconds", "Time from a request's arrival to its "
-                                  "answer", ["protocol", "model", "version"], buckets=LATENCY_BUCKETS, registry=r)
-        self.items = Counter(f"{PREFIX}_items", "Items (texts, images, rows) inferred", mv, registry=r)
-        self.rejections = Counter(f"{PREFIX}_rejections", "Requests refused, by reason", ["reason"], registry=r)
+
+class ModelMetrics(ModelEvents):
+    """The registry's events as metrics: loads, failed loads, and each model version's batches."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        mv = ["model", "version"]
         self.queue_wait = Histogram(f"{PREFIX}_queue_wait_seconds", "Time an item waited before its batch ran", mv,
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.batch_compute = Histogram(f"{PREFIX}_batch_compute_seconds", "Time to compute one batch", mv,
@@ -74,15 +75,7 @@ class Metrics(ModelEvents):
         self.load_seconds = Histogram(f"{PREFIX}_model_load_seconds", "Time to load a model version", mv,
                                       buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
         self.load_failures = Counter(f"{PREFIX}_model_load_failures", "Failed loads", mv, registry=r)
-        ProcessCollector(namespace=PREFIX, registry=r)
-        r.register(_StateCollector(service))
-        r.register(GpuCollector())
-        self.limiter: Any = None  # the rate limiter, for its storage errors
-        r.register(_LimiterCollector(self))
-        self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
 
-    # -- ModelEvents -------------------------------------------------------------------------------
     def loaded(self, name: str, version: int, seconds: float) -> None:
         self.load_seconds.labels(name, str(version)).observe(seconds)
 
@@ -92,9 +85,26 @@ class Metrics(ModelEvents):
     def batch_observer(self, name: str, version: int) -> _BatchMetrics:
         return _BatchMetrics(self, name, str(version))
 
-    # -- the request hook --------------------------------------------------------------------------
-    def on_start(self, ctx: RequestContext) -> None:
-        pass
+
+class Metrics:
+    """The request hook counting requests, and `GET /metrics`' exposition of the whole registry."""
+
+    def __init__(self, r: CollectorRegistry, state: Collector, limiter: RateLimiter | None = None) -> None:
+        self.registry = r
+        self.requests = Counter(f"{PREFIX}_requests", "Requests answered, by protocol, status and model",
+                                ["protocol", "status", "model", "version"], registry=r)
+        self.duration = Histogram(f"{PREFIX}_request_duration_seconds", "Time from a request's arrival to its "
+                                  "answer", ["protocol", "model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.items = Counter(f"{PREFIX}_items", "Items (texts, images, rows) inferred", ["model", "version"],
+                             registry=r)
+        self.rejections = Counter(f"{PREFIX}_rejections", "Requests refused, by reason", ["reason"], registry=r)
+        ProcessCollector(namespace=PREFIX, registry=r)
+        r.register(state)
+        r.register(GpuCollector())
+        if limiter is not None:
+            r.register(_LimiterCollector(limiter))
+        self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
 
     def on_end(self, ctx: RequestContext) -> None:
         key = (ctx.protocol, ctx.status, ctx.model or "", str(ctx.version or ""))
@@ -116,24 +126,24 @@ class Metrics(ModelEvents):
         return generate_latest(self.registry)
 
 
-class _StateCollector(Collector):
-    """Read at scrape time: queue depth, in-flight requests, model states and memory, the budget."""
+class ModelStateCollector(Collector):
+    """Read at scrape time: queue depth, in-flight requests, model states and memory, the budget, readiness."""
 
-    def __init__(self, service: InferenceService) -> None:
-        self.service = service
+    def __init__(self, repository: ModelRepository, registry: ModelRegistry, rollout: Rollout) -> None:
+        self.repository, self.registry, self.rollout = repository, registry, rollout
 
     def collect(self) -> Iterator[Metric]:
-        mv = ["model", "version"]
-        queue = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Items queued and not yet answered", labels=mv)
-        flight = GaugeMetricFamily(f"{PREFIX}_in_flight_requests", "Requests holding the model now", labels=mv)
+        lv = ["model", "version"]
+        queue = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Items queued and not yet answered", labels=lv)
+        flight = GaugeMetricFamily(f"{PREFIX}_in_flight_requests", "Requests holding the model now", labels=lv)
         memory = GaugeMetricFamily(f"{PREFIX}_model_memory_bytes", "What a loaded model costs (measured at load)",
-                                   labels=mv)
+                                   labels=lv)
         state = GaugeMetricFamily(f"{PREFIX}_model_state", "1 for the state a model version is in", labels=[
-            *mv, "state"])
-        registry = self.service.registry
-        for name, entry in sorted(self.service.repository.entries.items()):
-            for v in sorted(entry.versions):
-                current, _, loaded = registry.state(name, v)
+            *lv, "state"])
+        registry = self.registry
+        for name, entry in sorted(self.repository.entries.items()):
+            for v, mv in sorted(entry.versions.items()):
+                current, _, loaded = registry.state(name, v, mv.fingerprint)
                 labels = [name, str(v)]
                 for s in STATES:
                     state.add_metric([*labels, s], 1.0 if s == current else 0.0)
@@ -148,20 +158,18 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(f"{PREFIX}_memory_used_bytes", "Memory held by loaded models and loads in progress",
                                 value=registry.used_bytes())
         yield GaugeMetricFamily(f"{PREFIX}_ready", "1 once every preloaded model is loaded",
-                                value=1.0 if self.service.ready else 0.0)
+                                value=1.0 if self.rollout.ready else 0.0)
 
 
 class _LimiterCollector(Collector):
     """The rate limiter's store failures (Redis unreachable), when a rate limit is configured."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
 
     def collect(self) -> Iterator[Metric]:
-        limiter = self.metrics.limiter
-        if limiter is not None:
-            yield CounterMetricFamily(f"{PREFIX}_rate_limit_store_errors", "Rate-limit checks the store could not "
-                                      "answer (admitted when failing open)", value=limiter.storage_errors)
+        yield CounterMetricFamily(f"{PREFIX}_rate_limit_store_errors", "Rate-limit checks the store could not "
+                                  "answer (admitted when failing open)", value=self.limiter.storage_errors)
 
 
 class GpuCollector(Collector):

@@ -18,7 +18,9 @@ from ml_service.memory import rss_bytes
 from ml_service.observe import RequestContext
 
 if TYPE_CHECKING:
-    from ml_service.service import InferenceService
+    from ml_service.registry import ModelRegistry
+    from ml_service.repository import ModelRepository
+    from ml_service.rollout import Rollout
 
 WINDOWS_S = (60, 300)
 _LO_S, _RATIO = 1e-4, 1.1
@@ -73,14 +75,12 @@ _EMPTY: dict[str, Any] = {"requests": 0, "rate_per_s": 0.0, "error_rate": 0.0, "
 class Stats:
     """The request hook that feeds the windows, and the `/stats` report."""
 
-    def __init__(self, service: InferenceService, clock: Any = time.time) -> None:
-        self.service = service
+    def __init__(self, repository: ModelRepository, registry: ModelRegistry, rollout: Rollout,
+                 clock: Any = time.time) -> None:
+        self.repository, self.registry, self.rollout = repository, registry, rollout
         self.clock = clock
         self._windows: dict[tuple[str, int], Window] = {}
         self._lock = threading.Lock()
-
-    def on_start(self, ctx: RequestContext) -> None:
-        pass
 
     def on_end(self, ctx: RequestContext) -> None:
         if ctx.model is None or ctx.version is None:
@@ -93,11 +93,14 @@ class Stats:
             window.add(int(self.clock()), ctx.elapsed_s, ctx.status >= 500)
 
     def report(self) -> dict[str, Any]:
-        """Every model version that is loaded or was used in the last 5 minutes."""
+        """Every model version that is loaded, or on disk and used in the last 5 minutes."""
         now = int(self.clock())
-        registry = self.service.registry
+        registry = self.registry
         rows = []
+        entries = self.repository.entries
         with self._lock:
+            for key in [k for k in self._windows if k[0] not in entries or k[1] not in entries[k[0]].versions]:
+                del self._windows[key]  # the version left the disk
             windows = dict(self._windows)
         keys = set(windows) | {(m.name, m.version) for m in registry.loaded}
         for name, version in sorted(keys):
@@ -116,5 +119,5 @@ class Stats:
                 row[label] = window.summary(now, span) if window else _EMPTY
             rows.append(row)
         return {"time": now, "windows_s": list(WINDOWS_S), "rss_mb": round(rss_bytes() / 2**20, 1),
-                "memory_budget_mb": round(registry.budget_bytes / 2**20), "ready": self.service.ready,
+                "memory_budget_mb": round(registry.budget_bytes / 2**20), "ready": self.rollout.ready,
                 "models": rows}

@@ -1,7 +1,8 @@
 """A fake runtime for tests: deterministic outputs from inputs, with optional delay and failure.
 
 Knobs come from the manifest's `[fake]` table: `delay_ms` per batch, `fail_load` (message),
-`fail_on` (an input_ids value that fails its batch), `dim` (embedding size), `load_delay_ms`.
+`fail_on` (an input_ids value that fails its batch), `dim` (embedding size), `load_delay_ms`. A model file that
+starts with `corrupt` fails to load, like a truncated real one (one version broken, the others fine).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class FakeRuntime(Runtime):
         time.sleep(float(self.manifest.fake.get("load_delay_ms", 0)) / 1000)
         if self.manifest.fake.get("fail_load"):
             raise RuntimeError(str(self.manifest.fake["fail_load"]))
+        if self.path.is_file() and self.path.read_bytes()[:7] == b"corrupt":
+            raise RuntimeError("the model file is corrupt")
         self.batches = []
         self._loaded = True
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
-from ml_service.dataplane import ItemResult, Signature
+from ml_service.dataplane import ItemResult, ModelSpec, Signature
 from ml_service.manifest import Manifest
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.tasks.base import ModelTask, PostStep, Prepared, RequestBudget
@@ -31,5 +32,18 @@ def task_signature(manifest: Manifest, labels: Sequence[str]) -> Signature:
     return TASKS[manifest.task].signature(manifest, labels)
 
 
+def model_spec(entry: ModelEntry, mv: ModelVersion) -> ModelSpec:
+    """What the protocols need to know of a model version, from its manifest and labels (nothing loaded)."""
+    m = mv.manifest
+    assert m is not None, "a version is scanned with its manifest"
+    try:
+        created = int(os.stat(mv.path).st_mtime)
+    except OSError:
+        created = 0
+    return ModelSpec(name=entry.name, version=mv.number, task=m.task, runtime=m.runtime,
+                     signature=task_signature(m, mv.labels), limits=m.limits, labels=mv.labels,
+                     normalized=m.postprocessing.normalize, created=created, fingerprint=mv.fingerprint)
+
+
 __all__ = ["TASKS", "Classifier", "ItemResult", "ModelTask", "PostStep", "Prepared", "RequestBudget", "TextTask",
-           "create_task", "task_signature"]
+           "create_task", "model_spec", "task_signature"]

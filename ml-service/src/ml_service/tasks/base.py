@@ -118,7 +118,7 @@ class ModelTask(ABC):
 
     def validate(self, runtime: Runtime) -> None:
         """Run the warm-up batch and check the outputs against what the manifest declares (labels)."""
-        labels = self.entry.labels
+        labels = self.version.labels
         if labels:
             for spec in runtime.outputs:
                 if len(spec.shape) == 2 and spec.shape[-1] > 0 and spec.shape[-1] != len(labels):

@@ -54,6 +54,6 @@ class Classifier(ModelTask):
         if dim is None:
             raise RuntimeError("a head graph must declare the width of its embedding input")
         rows = self.post_step(runtime)([{ENCODER_OUTPUT: np.zeros(dim, dtype=np.float32)}])
-        n, labels = rows[0]["probabilities"].shape[-1], self.entry.labels or []
+        n, labels = rows[0]["probabilities"].shape[-1], self.version.labels
         if labels and n != len(labels):
             raise LabelsMismatch(f"the model has {n} classes but the labels file has {len(labels)}")
