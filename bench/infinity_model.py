@@ -14,7 +14,8 @@ HERE = Path(__file__).resolve().parent
 
 def main(dst: Path = HERE / ".venvs" / "infinity-model") -> None:
     from ml_service.modelbuild.common import offline_env
-    from ml_service.modelbuild.text import export_encoder, minilm_dir, optimize, quantize
+    from ml_service.modelbuild.sources import minilm_dir
+    from ml_service.modelbuild.text import export_encoder, optimize, quantize
 
     offline_env()
     if (dst / "model_quantized.onnx").exists():

