@@ -12,10 +12,10 @@ SRC := ml-service
 
 venv: $(STAMP)
 
-$(STAMP): $(SRC)/pyproject.toml $(SRC)/constraints.txt backend/pyproject.toml
+$(STAMP): $(SRC)/pyproject.toml $(SRC)/constraints.txt backend/pyproject.toml testing/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c $(SRC)/constraints.txt -e '$(SRC)[dev,build]' -e 'backend[dev]'
+	$(BIN)/pip install -q -c $(SRC)/constraints.txt -e '$(SRC)[dev,build]' -e 'backend[dev]' -e testing
 	touch $(STAMP)
 
 # Builds only what is missing or out of date (the build writes a stamp per model).
@@ -34,7 +34,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)/src $(SRC)/tests
 	$(BIN)/mypy --config-file $(SRC)/pyproject.toml $(SRC)/src
 	cd backend && ../$(BIN)/ruff check app tests && ../$(BIN)/mypy app
-	$(BIN)/ruff check deploy
+	$(BIN)/ruff check deploy testing
+	$(BIN)/mypy --strict testing/ml_service_testing
 
 # The dashboard test drives Debian's chromium; installed here when missing (root with apt-get), else it is skipped.
 browser:

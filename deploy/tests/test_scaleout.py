@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ml_service.testing.process import spawn, stop, wait_ready
-from ml_service.testing.redis import RedisUnavailable, redis_server
+from ml_service_testing.process import spawn, stop, wait_ready
+from ml_service_testing.redis import RedisUnavailable, redis_server
 
 from conftest import apt_install, free_port, installed
 from dockerutil import REPORT

@@ -174,7 +174,7 @@ def vocab() -> dict[str, int]:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A real Redis (Debian's redis-server) on a free loopback port for the session; stopped at the end."""
-    from ml_service.testing.redis import RedisUnavailable, redis_server
+    from ml_service_testing.redis import RedisUnavailable, redis_server
 
     try:
         with redis_server(tmp_path_factory.mktemp("redis")) as url:

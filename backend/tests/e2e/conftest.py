@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ml_service.testing.process import spawn, stop, wait_ready
+from ml_service_testing.process import spawn, stop, wait_ready
 
 BACKEND = Path(__file__).resolve().parents[2]
 REPO = BACKEND.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from ml_service.testing.vertex_front import VertexFront
+from ml_service_testing.vertex_front import VertexFront
 
 from tests.e2e.conftest import BIN, REPO, Proc, backend_proc, free_port
 

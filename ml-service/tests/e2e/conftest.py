@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ml_service.testing.process import spawn, stop, wait_ready
+from ml_service_testing.process import spawn, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import google_crc32c
 
-from ml_service.testing._http import Handler, Served
+from ml_service_testing._http import Handler, Served
 
 
 @dataclass

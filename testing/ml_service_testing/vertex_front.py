@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 
-from ml_service.testing._http import Handler, Served
+from ml_service_testing._http import Handler, Served
 
 _ENDPOINT = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/endpoints/[^/:]+)(:predict)?$")
 
