@@ -22,13 +22,13 @@ $(STAMP): $(SRC)/pyproject.toml $(SRC)/constraints.txt backend/pyproject.toml te
 models: $(STAMP)
 	$(BIN)/ml-service models build --model-dir $(MODEL_CACHE_DIR)
 
-# ml-service on :8001 and the app's backend on :8000; Ctrl-C stops both
+# ml-service on :8001 and the app's backend on :8000; Ctrl-C stops both (deploy/run_local.py)
+HOST ?= 127.0.0.1
+PORT ?= 8001
+BACKEND_PORT ?= 8000
 run: models
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/ml-service serve --host 127.0.0.1 --port 8001 --model-dir $(MODEL_CACHE_DIR) --preload '*' & \
-	(cd backend && ML_SERVICE_URL=$${ML_SERVICE_URL:-http://127.0.0.1:8001} ../$(BIN)/uvicorn app.main:app \
-		--host 127.0.0.1 --port 8000) & \
-	wait
+	@exec $(BIN)/python deploy/run_local.py --bin $(BIN) --host $(HOST) --port $(PORT) --backend-port $(BACKEND_PORT) \
+		--model-dir $(MODEL_CACHE_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)/src $(SRC)/tests
