@@ -113,7 +113,8 @@ async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit:
     """The whole body, refused with 413 when its Content-Length or its bytes go over `limit`."""
     for k, v in headers:
         if k == b"content-length":
-            if v.isdigit() and int(v) > limit:
+            digits = v.lstrip(b"0")  # compared by length first: int() refuses more than 4,300 digits
+            if v.isdigit() and (len(digits) > len(str(limit)) or int(digits or b"0") > limit):
                 raise too_large(limit)
             break
     chunks: list[bytes] = []
