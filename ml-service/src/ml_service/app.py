@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_service import __version__
 from ml_service.api import embeddings, native, telemetry, v2, vertex
-from ml_service.api.http import ERROR_SHAPES, protocol_for_path
 from ml_service.api.openapi import build_openapi
 from ml_service.api.router import Route, Router
+from ml_service.codecs.native import error_body
 from ml_service.observe import Observers, RequestHook, Telemetry
 from ml_service.observe.logs import RequestLog
 from ml_service.observe.metrics import Metrics
@@ -60,7 +60,7 @@ def _docs_app(settings: Settings, service: InferenceService, routes: list[Route]
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        shape = ERROR_SHAPES[protocol_for_path(request.url.path)]
+        shape = error_body  # only /docs and /openapi.json reach FastAPI: the Router answers every other path
         return Response(content=_dumps(shape(exc.status_code, code, str(exc.detail))), status_code=exc.status_code,
                         media_type="application/json", headers=dict(exc.headers or {}))
 

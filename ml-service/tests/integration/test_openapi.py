@@ -29,7 +29,7 @@ def test_every_route_is_documented_with_its_bodies(client):
             assert route.produces in op["responses"]["200"]["content"]
         assert "500" in op["responses"]
         error = op["responses"]["500"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-        assert error == {"native": "NativeError", "v2": "V2Error", "openai": "OpenAIError"}[route.protocol]
+        assert error == {"native": "NativeError", "v2": "V2Error", "openai": "OpenAIError"}[route.protocol.name]
         if route.body is not None:
             assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(route.body.__name__)
         assert [p["name"] for p in op.get("parameters", []) if p["in"] == "path"] == route.params

@@ -160,3 +160,10 @@ def test_health_is_503_until_the_served_model_loads(onnx_repo, app_client) -> No
 def test_outside_vertex_mode_there_are_no_vertex_routes(client) -> None:
     assert client.get(BASE).status_code == 404
     assert client.post(BASE + ":predict", json={"instances": ["x"]}).status_code == 404
+
+
+def test_paths_near_vertex_s_routes_answer_in_google_s_shape(onnx_repo, app_client):
+    with vertex_client(app_client, onnx_repo.root, "text-embedding") as c:
+        google_error(c.get(BASE + "/nope"), 404, "NOT_FOUND", "not_found")
+        google_error(c.get(BASE + ":predict"), 405, "UNIMPLEMENTED", "method_not_allowed")
+        assert c.get("/v1/nope").json()["error"]["type"] == "invalid_request_error"  # OpenAI's, not Vertex's

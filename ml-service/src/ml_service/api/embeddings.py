@@ -34,12 +34,12 @@ async def retrieve_model(call: Call) -> Reply:
 
 _ERRORS = (400, 401, 404, 413, 422, 503, 504)
 ROUTES = [
-    Route("POST", "/v1/embeddings", create, "openai", "openai_embeddings", body=s.EmbeddingsBody,
+    Route("POST", "/v1/embeddings", create, embeddings.PROTOCOL, "openai_embeddings", body=s.EmbeddingsBody,
           response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
-    Route("POST", "/embeddings", create, "openai", "openai_embeddings_unversioned", body=s.EmbeddingsBody,
+    Route("POST", "/embeddings", create, embeddings.PROTOCOL, "openai_embeddings_unversioned", body=s.EmbeddingsBody,
           response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
-    Route("GET", "/v1/models", list_models, "openai", "openai_models", response=s.OpenAIModelList, errors=(401,),
-          tag="openai"),
-    Route("GET", "/v1/models/{model}", retrieve_model, "openai", "openai_model", response=s.OpenAIModel,
+    Route("GET", "/v1/models", list_models, embeddings.PROTOCOL, "openai_models", response=s.OpenAIModelList,
+          errors=(401,), tag="openai"),
+    Route("GET", "/v1/models/{model}", retrieve_model, embeddings.PROTOCOL, "openai_model", response=s.OpenAIModel,
           errors=(401, 404), tag="openai"),
 ]

@@ -64,18 +64,18 @@ async def reload(call: Call) -> Reply:
 
 
 ROUTES = [
-    Route("POST", "/inference", inference, "native", "inference", body=s.InferenceBody,
+    Route("POST", "/inference", inference, native.PROTOCOL, "inference", body=s.InferenceBody,
           response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True, limited=True,
           tag="inference"),
-    Route("GET", "/health", health, "native", "health", auth=False, response=s.Health, tag="health"),
-    Route("GET", "/health/live", live, "native", "health_live", auth=False, response=s.Live, tag="health"),
-    Route("GET", "/health/ready", ready, "native", "health_ready", auth=False, response=s.Ready, errors=(503,),
+    Route("GET", "/health", health, native.PROTOCOL, "health", auth=False, response=s.Health, tag="health"),
+    Route("GET", "/health/live", live, native.PROTOCOL, "health_live", auth=False, response=s.Live, tag="health"),
+    Route("GET", "/health/ready", ready, native.PROTOCOL, "health_ready", auth=False, response=s.Ready, errors=(503,),
           tag="health"),
-    Route("GET", "/models", models, "native", "models", response=s.ModelList, errors=(401,), tag="models"),
-    Route("POST", "/models/reload", reload, "native", "reload_models", body_required=False, response=s.Reloaded,
+    Route("GET", "/models", models, native.PROTOCOL, "models", response=s.ModelList, errors=(401,), tag="models"),
+    Route("POST", "/models/reload", reload, native.PROTOCOL, "reload_models", body_required=False, response=s.Reloaded,
           errors=(401,), tag="models"),
-    Route("POST", "/models/{name}/load", load, "native", "load_model", body_required=False, response=s.Loaded,
+    Route("POST", "/models/{name}/load", load, native.PROTOCOL, "load_model", body_required=False, response=s.Loaded,
           errors=(401, 404, 422, 503), query=(_VERSION,), tag="models"),
-    Route("POST", "/models/{name}/unload", unload, "native", "unload_model", body_required=False,
+    Route("POST", "/models/{name}/unload", unload, native.PROTOCOL, "unload_model", body_required=False,
           response=s.Unloaded, errors=(401, 404, 422), query=(_VERSION,), tag="models"),
 ]

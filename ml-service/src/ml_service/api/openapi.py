@@ -28,7 +28,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _operation(route: Route) -> dict[str, Any]:
     doc = (route.handler.__doc__ or "").strip()
     op: dict[str, Any] = {"operationId": route.name, "summary": doc.split("\n")[0], "description": doc,
-                          "tags": [route.tag or route.protocol]}
+                          "tags": [route.tag or route.protocol.name]}
     params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in route.params]
     params += [{"name": q.name, "in": "query", "required": False, "description": q.description, "schema": q.schema}
                for q in route.query]
@@ -49,7 +49,7 @@ def _operation(route: Route) -> dict[str, Any]:
         if route.binary_body:
             ok["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     responses: dict[str, Any] = {"200": ok}
-    error = {"application/json": {"schema": _ref(_ERROR_MODELS[route.protocol])}}
+    error = {"application/json": {"schema": _ref(_ERROR_MODELS[route.protocol.name])}}
     for status in sorted(set(route.errors) | {500}):
         responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Internal error"), "content": error}
     if route.auth:

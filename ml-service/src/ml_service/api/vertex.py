@@ -38,10 +38,10 @@ def routes(settings: Settings) -> list[Route]:
     """The Vertex routes for these settings (none outside Vertex mode)."""
     if not settings.vertex:
         return []
-    out = [Route("GET", health_route(settings), health, "vertex", "vertex_health", auth=False,
+    out = [Route("GET", health_route(settings), health, vertex.PROTOCOL, "vertex_health", auth=False,
                  response=s.VertexHealth, errors=(503,), tag="vertex")]
     for i, path in enumerate(predict_routes(settings)):
-        out.append(Route("POST", path, predict, "vertex", "vertex_predict" if i == 0 else f"vertex_predict_{i}",
+        out.append(Route("POST", path, predict, vertex.PROTOCOL, "vertex_predict" if i == 0 else f"vertex_predict_{i}",
                          auth=False, body=s.VertexPredictBody, response=s.VertexPredictResponse,
                          errors=(400, 503, 504), watch_disconnect=True, limited=True, tag="vertex"))
     return out

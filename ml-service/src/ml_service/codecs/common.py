@@ -1,8 +1,10 @@
-"""What several codecs share: reading a JSON body, and splitting batched named tensors into rows."""
+"""What several codecs share: the protocol declaration, reading a JSON body, and splitting batched named tensors
+into rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
@@ -10,6 +12,20 @@ import orjson
 
 from ml_service.dataplane import Signature
 from ml_service.errors import BadRequest, InvalidInput
+
+
+def _same(status: int) -> int:
+    return status
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol as the HTTP layer needs to know it: its name (the request's label) and its error shape. Each
+    codec declares its own (`PROTOCOL`); each route carries the one it speaks."""
+
+    name: str  # native | v2 | openai | vertex
+    error_body: Callable[[int, str, str], dict[str, Any]]  # (status, code, message) -> the error JSON
+    http_status: Callable[[int], int] = _same  # a protocol whose statuses differ from ours maps them here
 
 
 def parse_json(body: bytes | memoryview) -> Any:

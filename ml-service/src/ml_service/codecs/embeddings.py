@@ -8,12 +8,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ml_service.codecs.common import Protocol
 from ml_service.dataplane import InferenceRequest, InferenceResult, ModelSpec
 from ml_service.errors import BadRequest
 
 EncodingFormat = Literal["float", "base64"]
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-                413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
+                405: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
+                429: "rate_limit_error"}
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,7 @@ def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """OpenAI's `{"error": {"message", "type", "param", "code"}}`."""
     return {"error": {"message": message, "type": _ERROR_TYPES.get(status, "server_error"), "param": None,
                       "code": code}}
+
+
+#: this protocol's name and error shape, for the routes that speak it
+PROTOCOL = Protocol("openai", error_body)

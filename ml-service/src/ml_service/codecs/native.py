@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_service.codecs.common import split_rows
+from ml_service.codecs.common import Protocol, split_rows
 from ml_service.dataplane import InferenceRequest, InferenceResult, ItemResult, ModelSpec
 from ml_service.errors import InvalidInput, PayloadTooLarge
 from ml_service.tensors import to_array
@@ -125,3 +125,7 @@ def encode(result: InferenceResult, top_k: int) -> dict[str, Any]:
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """`{"error": {"code", "message"}}`."""
     return {"error": {"code": code, "message": message}}
+
+
+#: this protocol's name and error shape, for the routes that speak it
+PROTOCOL = Protocol("native", error_body)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ml_service.codecs.common import parse_json, split_rows
+from ml_service.codecs.common import Protocol, parse_json, split_rows
 from ml_service.dataplane import InferenceRequest, InferenceResult, ModelSpec, Signature
 from ml_service.errors import BadRequest, InvalidInput
 from ml_service.tensors import (
@@ -315,3 +315,7 @@ def repository_index(rows: Sequence[Mapping[str, Any]], ready_only: bool = False
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """`{"error": message}`, as the protocol specifies."""
     return {"error": message}
+
+
+#: this protocol's name and error shape, for the routes that speak it
+PROTOCOL = Protocol("v2", error_body)

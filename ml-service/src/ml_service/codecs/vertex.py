@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ml_service.codecs.common import Protocol
 from ml_service.codecs.native import item_output
 from ml_service.dataplane import InferenceRequest, InferenceResult, ModelSpec
 from ml_service.errors import InvalidInput, PayloadTooLarge
@@ -131,3 +132,7 @@ def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN"),
                       "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": code,
                                    "domain": "ml-service"}]}}
+
+
+#: this protocol's name and error shape, for the routes that speak it
+PROTOCOL = Protocol("vertex", error_body, http_status)
