@@ -253,8 +253,8 @@ def predict(
         service = InferenceService(_settings(model_dir))
         service.repository.scan()
         try:
-            req = native.parse_request({"model_type": model, "data": data, "version": version})
-            request, k = native.decode(req, service.spec(req.model, req.version))
+            req = native.request(model, data, version)
+            request, k = native.decode(req, service.spec(req.model_type, req.version))
             return native.encode(await service.infer(request, RequestContext("cli", "predict")), k)
         finally:
             await service.stop()

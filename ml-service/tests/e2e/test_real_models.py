@@ -33,7 +33,7 @@ def served(model_dir: Path, model: str, data: dict[str, Any], version: str | Non
         service = InferenceService(Settings(model_cache_dir=model_dir))
         service.repository.scan()
         try:
-            request, _ = native.decode(native.NativeRequest(model, data, version), service.spec(model, version))
+            request, _ = native.decode(native.request(model, data, version), service.spec(model, version))
             return (await service.infer(request)).items
         finally:
             await service.stop()

@@ -55,7 +55,7 @@ def _expected(repo: dict[str, Any], text: str) -> tuple[np.ndarray, np.ndarray]:
 
 async def _infer(service: InferenceService, model: str, data: dict[str, Any]) -> tuple[Any, int]:
     """The service's own API in process: decode with its codec, run on the data plane."""
-    request, top_k = native.decode(native.NativeRequest(model, data), service.spec(model))
+    request, top_k = native.decode(native.request(model, data), service.spec(model))
     return await service.infer(request), top_k
 
 

@@ -92,7 +92,7 @@ def test_images_both_ways_and_tensors(onnx_repo, app_client, make_image) -> None
     (b'{"inputs": ["x"]}', 400, "INVALID_ARGUMENT", "instances"),
     (b'{"instances": []}', 400, "INVALID_ARGUMENT", "non-empty"),
     (b'{"instances": ["x"], "parameters": [1]}', 400, "INVALID_ARGUMENT", "parameters"),
-    (b'{"instances": ["x"], "parameters": {"topk": 2}}', 400, "INVALID_ARGUMENT", "unknown parameter"),
+    (b'{"instances": ["x"], "parameters": {"topk": 2}}', 400, "INVALID_ARGUMENT", "unknown field `topk`"),
     (b'{"instances": ["x"], "parameters": {"top_k": 2.5}}', 400, "INVALID_ARGUMENT", "top_k"),
     (b'{"instances": ["x"], "parameters": {"top_k": true}}', 400, "INVALID_ARGUMENT", "top_k"),
     (b'{"instances": ["x"], "parameters": {"top_k": 4}}', 400, "INVALID_ARGUMENT", "from 1 to 3"),

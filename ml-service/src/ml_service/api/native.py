@@ -6,15 +6,14 @@ from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Query, Route
 from ml_service.codecs import native
-from ml_service.codecs.common import parse_json
 
 _VERSION = Query("version", "one version (default: every served/loaded version)", {"type": "integer", "minimum": 1})
 
 
 async def inference(call: Call) -> Reply:
     """Run a model: one output per input (embeddings, labels with top-k, or tensors), plus timings."""
-    req = native.parse_request(parse_json(call.body))
-    spec = call.service.spec(req.model, req.version)
+    req = native.parse_request(call.body)
+    spec = call.service.spec(req.model_type, req.version)
     request, top_k = native.decode(req, spec)
     return json_reply(native.encode(await call.service.infer(request, call.ctx), top_k))
 
@@ -64,7 +63,7 @@ async def reload(call: Call) -> Reply:
 
 
 ROUTES = [
-    Route("POST", "/inference", inference, native.PROTOCOL, "inference", body=s.InferenceBody,
+    Route("POST", "/inference", inference, native.PROTOCOL, "inference", body=native.InferenceBody,
           response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True, limited=True,
           tag="inference"),
     Route("GET", "/health", health, native.PROTOCOL, "health", auth=False, response=s.Health, tag="health"),

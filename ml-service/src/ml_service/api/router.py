@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from msgspec import Struct
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -55,7 +56,7 @@ class Route:
     protocol: Protocol  # its error shape, and its name in the request context
     name: str
     auth: bool = True
-    body: type[BaseModel] | None = None  # the JSON request body
+    body: type[Struct] | None = None  # the JSON request body, as its codec parses it
     body_required: bool = True
     binary_body: bool = False  # also takes application/octet-stream (V2 binary tensor data)
     response: type[BaseModel] | None = None

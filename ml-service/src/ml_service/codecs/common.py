@@ -1,5 +1,4 @@
-"""What several codecs share: the protocol declaration, reading a JSON body, and splitting batched named tensors
-into rows."""
+"""What several codecs share: the protocol declaration, and splitting batched named tensors into rows."""
 
 from __future__ import annotations
 
@@ -8,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
-import orjson
 
 from ml_service.dataplane import Signature
-from ml_service.errors import BadRequest, InvalidInput
+from ml_service.errors import InvalidInput
 
 
 def _same(status: int) -> int:
@@ -26,16 +24,6 @@ class Protocol:
     name: str  # native | v2 | openai | vertex
     error_body: Callable[[int, str, str], dict[str, Any]]  # (status, code, message) -> the error JSON
     http_status: Callable[[int], int] = _same  # a protocol whose statuses differ from ours maps them here
-
-
-def parse_json(body: bytes | memoryview) -> Any:
-    """A request body as JSON (orjson), with a 400 that says why when it is not."""
-    if not len(body):
-        raise BadRequest("request body is empty; send a JSON object")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
 
 
 class Rows(Sequence[dict[str, np.ndarray]]):
