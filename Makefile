@@ -105,7 +105,7 @@ clean:
 	rm -rf $(VENV) $(MODEL_CACHE_DIR)
 
 # Benchmarks (need wrk: apt-get install wrk). Results and the command go to docs/benchmarks.md by hand.
-.PHONY: bench bench-limit bench-peers bench-fairness soak bench-gpu
+.PHONY: bench bench-limit bench-peers bench-fairness soak bench-gpu bench-parse
 bench-limit: models
 	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR)
 
@@ -119,6 +119,10 @@ bench-gpu: models
 
 bench: models
 	$(BIN)/python bench/serve.py --systems ml-service --model-dir $(MODEL_CACHE_DIR)
+
+# decoding request bodies, old (orjson + checks by hand, read from git) vs new (msgspec Structs) vs pydantic
+bench-parse: $(STAMP)
+	$(BIN)/python bench/parse.py
 
 # one-sentence latency while a client sends 2,048-input requests (add ,ml-service@<rev> to compare a revision)
 bench-fairness: models

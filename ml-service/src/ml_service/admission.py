@@ -10,10 +10,14 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ml_service.errors import ModelUnavailable, RateLimited
+from ml_service.errors import PayloadTooLarge, RateLimited, RateLimitUnavailable
 from ml_service.observe import LogThrottle
 from ml_service.settings import Settings
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
 
 log = logging.getLogger(__name__)
 _throttled = LogThrottle(log)
@@ -112,9 +116,15 @@ class RateLimiter:
         self.storage_errors = 0
 
     async def admit(self, client: str, cost: int = 1) -> dict[str, str]:
-        """Spend `cost` from the client's every limit; the X-RateLimit headers of the tightest, or RateLimited."""
+        """Spend `cost` from the client's every limit; the X-RateLimit headers of the tightest, or RateLimited.
+        A cost over a whole limit could never be admitted: PayloadTooLarge (413, no Retry-After), nothing spent."""
         from limits.errors import StorageError
 
+        for item in self.items:
+            if cost > item.amount:
+                raise PayloadTooLarge(f"this request has {cost} items but the rate limit allows at most "
+                                      f"{item.amount} per {_window(item)} (ML_SERVICE_RATE_LIMIT, counted in items): "
+                                      f"send at most {item.amount} in one request")
         try:
             tightest: tuple[int, int, float] | None = None  # remaining, limit, reset
             for item in self.items:
@@ -124,17 +134,25 @@ class RateLimiter:
                     wait = max(1, math.ceil(stats.reset_time - time.time()))
                     raise RateLimited(f"rate limit of {item} exceeded; retry in {wait} s", headers={
                         "Retry-After": str(wait), "X-RateLimit-Limit": str(item.amount),
-                        "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(stats.reset_time))})
+                        "X-RateLimit-Remaining": str(max(0, stats.remaining)),
+                        "X-RateLimit-Reset": str(int(stats.reset_time))})
                 if tightest is None or stats.remaining < tightest[0]:
                     tightest = (stats.remaining, item.amount, stats.reset_time)
         except StorageError:
             self.storage_errors += 1
             if self.fail_closed:
                 _throttled.warning("ratelimit", "the rate-limit store is unreachable: refusing (fail closed)")
-                raise ModelUnavailable("the rate limiter is unavailable; retry shortly") from None
+                raise RateLimitUnavailable("the rate-limit store is unreachable and this service fails closed "
+                                           "(ML_SERVICE_RATE_LIMIT_FAIL=closed); retry shortly") from None
             _throttled.warning("ratelimit", "the rate-limit store is unreachable: admitting (fail open)")
             return {}
         if tightest is None:
             return {}
         return {"X-RateLimit-Limit": str(tightest[1]), "X-RateLimit-Remaining": str(max(0, tightest[0])),
                 "X-RateLimit-Reset": str(int(tightest[2]))}
+
+
+def _window(item: RateLimitItem) -> str:
+    """`minute`, `10 seconds`: the window of a `limits` item."""
+    unit = item.GRANULARITY.name
+    return unit if item.multiples == 1 else f"{item.multiples} {unit}s"

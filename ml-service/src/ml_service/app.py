@@ -21,10 +21,11 @@ from ml_service import __version__
 from ml_service.admission import KeyStore
 from ml_service.api import embeddings, native, telemetry, v2, vertex
 from ml_service.api.gate import Gate
-from ml_service.api.http import ERROR_SHAPES, Parts, protocol_for_path
+from ml_service.api.http import Parts
 from ml_service.api.openapi import build_openapi
 from ml_service.api.reports import Reports
 from ml_service.api.router import Route, Router
+from ml_service.codecs.native import error_body
 from ml_service.core import Core
 from ml_service.observe import Observers, RequestHook, Telemetry
 from ml_service.observe.logs import RequestLog
@@ -87,7 +88,7 @@ def _docs_app(settings: Settings, core: Core, deployment: Deployment | None, key
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        shape = ERROR_SHAPES[protocol_for_path(request.url.path)]
+        shape = error_body  # only /docs and /openapi.json reach FastAPI: the Router answers every other path
         return Response(content=orjson.dumps(shape(exc.status_code, code, str(exc.detail))),
                         status_code=exc.status_code, media_type="application/json", headers=dict(exc.headers or {}))
 

@@ -24,10 +24,22 @@ app = typer.Typer(help="ml-service: self-hosted inference for the home organizat
 models_app = typer.Typer(help="Inspect, validate and build the model repository.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console()
+err_console = Console(stderr=True)
 
 
 def _settings(model_dir: Path | None, **overrides: Any) -> Settings:
-    settings = Settings()
+    """Settings from the environment and the options; a bad value is one line on stderr and exit 2."""
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else ""
+            what = str(err["msg"]).removeprefix("Value error, ")
+            where = name if name.startswith(("AIP_", "MODEL_CACHE_DIR", "ML_SERVICE_")) else f"ML_SERVICE_{name}"
+            err_console.print(f"invalid setting {where}: {what}", soft_wrap=True, markup=False)
+        raise typer.Exit(2) from None
     updates = {k: v for k, v in overrides.items() if v is not None}
     if model_dir is not None:
         updates["model_cache_dir"] = model_dir
@@ -72,8 +84,10 @@ def serve(
                 yield
                 self._captured_signals.clear()
 
+    # proxy_headers off: uvicorn would otherwise let a loopback peer set the client address with X-Forwarded-For;
+    # only ML_SERVICE_TRUSTED_PROXIES decides whom we believe (api/gate.py)
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                            log_level=settings.log_level.lower(), access_log=False,
+                            log_level=settings.log_level.lower(), access_log=False, proxy_headers=False,
                             timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None)
     Server(config).run()
 
@@ -241,8 +255,8 @@ def predict(
         core = Core.build(_settings(model_dir))
         core.repository.scan()
         try:
-            req = native.parse_request({"model_type": model, "data": data, "version": version})
-            resolved = await core.service.resolve(req.model, req.version)
+            req = native.request(model, data, version)
+            resolved = await core.service.resolve(req.model_type, req.version)
             request, k = native.decode(req, resolved.spec)
             return native.encode(await core.service.infer(request, resolved, RequestContext("cli", "predict")), k)
         finally:

@@ -70,6 +70,13 @@ class RateLimited(MLServiceError):
     code = "rate_limited"
 
 
+class PathNotFound(MLServiceError):
+    """No route has this path."""
+
+    status_code = 404
+    code = "not_found"
+
+
 class MethodNotAllowed(MLServiceError):
     """The path exists but not for this method."""
 
@@ -103,6 +110,17 @@ class ModelFailed(MLServiceError):
 
     status_code = 503
     code = "model_failed"
+
+
+class RateLimitUnavailable(MLServiceError):
+    """The shared rate-limit store (Redis) is unreachable and `ML_SERVICE_RATE_LIMIT_FAIL=closed`: nothing is
+    admitted until it is back. The model is fine, so this is not `model_unavailable`."""
+
+    status_code = 503
+    code = "rate_limit_unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class QueueFull(MLServiceError):

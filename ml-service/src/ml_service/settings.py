@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: the request limit of Vertex AI's shared public endpoints
 VERTEX_MAX_BODY_BYTES = 1_572_864
+#: AIP_MODE values, case-insensitive (Vertex AI itself sets PREDICTION)
+_AIP_ON = frozenset({"prediction", "1", "true", "yes"})
+_AIP_OFF = frozenset({"", "0", "false", "no"})
 
 
 def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -73,7 +76,8 @@ class Settings(BaseSettings):
                               "else text-embedding")
     storage_cache_dir: Path = Field(default=Path("~/.cache/ml-service/storage"),
                                     description="where a gs:// AIP_STORAGE_URI is copied at start")
-    aip_mode: str | None = Field(default=None, validation_alias=AliasChoices("AIP_MODE", "aip_mode"))
+    aip_mode: bool = Field(default=False, validation_alias=AliasChoices("AIP_MODE", "aip_mode"),
+                           description="Vertex mode: PREDICTION (what Vertex sets), 1, true or yes")
     aip_http_port: int | None = Field(default=None, ge=1, le=65535,
                                       validation_alias=AliasChoices("AIP_HTTP_PORT", "aip_http_port"))
     aip_health_route: str | None = Field(default=None,
@@ -91,6 +95,20 @@ class Settings(BaseSettings):
     def _blank_secret_is_none(cls, v: str | None) -> str | None:
         return v if v and v.strip() else None
 
+    @field_validator("aip_mode", mode="before")
+    @classmethod
+    def _aip_mode(cls, v: object) -> bool:
+        """Only a clear yes turns Vertex mode on (it opens a public bind without a secret): `AIP_MODE=0` must not."""
+        if isinstance(v, bool) or v is None:
+            return bool(v)
+        word = str(v).strip().lower()
+        if word in _AIP_ON:
+            return True
+        if word in _AIP_OFF:
+            return False
+        raise ValueError(f"AIP_MODE={str(v)[:40]!r} is not understood: PREDICTION (what Vertex AI sets), 1, true "
+                         "or yes turn Vertex mode on; unset, 0, false or no leave it off")
+
     @field_validator("rate_limit")
     @classmethod
     def _parse_rate_limit(cls, v: str) -> str:
@@ -98,10 +116,12 @@ class Settings(BaseSettings):
             from limits import parse_many
 
             try:
-                parse_many(v)
+                items = parse_many(v)
             except ValueError:
                 raise ValueError(f"not a rate limit: {v!r}; write e.g. '600/minute' or '20/second;600/minute'"
                                  ) from None
+            if any(item.amount < 1 for item in items):
+                raise ValueError(f"a rate limit of 0 admits nothing: {v!r}; leave it empty to turn limits off")
         return v.strip()
 
     @model_validator(mode="after")
@@ -121,8 +141,8 @@ class Settings(BaseSettings):
 
     @property
     def vertex(self) -> bool:
-        """Serving as a Vertex AI custom container (AIP_MODE or AIP_HTTP_PORT is set)."""
-        return bool(self.aip_mode) or self.aip_http_port is not None
+        """Serving as a Vertex AI custom container (AIP_MODE says so, or AIP_HTTP_PORT is set)."""
+        return self.aip_mode or self.aip_http_port is not None
 
     @property
     def api_keys(self) -> list[str]:

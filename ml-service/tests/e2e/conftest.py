@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from ml_service_testing.process import spawn, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[3]

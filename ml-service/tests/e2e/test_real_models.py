@@ -34,7 +34,7 @@ def served(model_dir: Path, model: str, data: dict[str, Any], version: str | Non
         core.repository.scan()
         try:
             resolved = await core.service.resolve(model, version)
-            request, _ = native.decode(native.NativeRequest(model, data, version), resolved.spec)
+            request, _ = native.decode(native.request(model, data, version), resolved.spec)
             return (await core.service.infer(request, resolved)).items
         finally:
             await core.stop()

@@ -71,6 +71,37 @@ def test_serving_a_public_address_needs_a_secret(real_models: Path) -> None:
         proc.wait(30)
 
 
+def test_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Path, make_model, fake_manifest) -> None:
+    """The real server (uvicorn), requests from loopback that claim other addresses: with no trusted proxy they
+    share the loopback peer's one budget; with ML_SERVICE_TRUSTED_PROXIES=127.0.0.1 each claimed address has its own."""
+    make_model(tmp_path / "models", "sum", fake_manifest())
+    body = {"model_type": "sum", "data": {"inputs": {"x": [[1, 2, 3, 4]]}}}
+    for trusted, expected in (("", [200] * 3 + [429] * 3), ("127.0.0.1", [200] * 6)):
+        server = start_server(tmp_path / "models", tmp_path, {"ML_SERVICE_RATE_LIMIT": "3/minute",
+                                                              "ML_SERVICE_TRUSTED_PROXIES": trusted,
+                                                              "ML_SERVICE_PRELOAD": "sum"})
+        try:
+            with server.client() as c:
+                codes = [c.post("/inference", json=body, headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+                         for i in range(6)]
+        finally:
+            stop_server(server)
+        assert codes == expected, (trusted, codes)
+
+
+def test_aip_mode_must_say_yes_to_open_a_public_bind(tmp_path: Path) -> None:
+    """Vertex mode allows a public bind without a secret, so only a clear yes turns it on; a value that is neither
+    yes nor no stops the start with one line that says what is accepted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "ML_SERVICE_SECRET"))}
+    env["MODEL_CACHE_DIR"] = str(tmp_path)
+    args = [EXE, "serve", "--host", "0.0.0.0", "--port", str(free_port())]
+    r = subprocess.run(args, env={**env, "AIP_MODE": "0"}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "refusing to serve on 0.0.0.0 without a secret" in r.stdout
+    r = subprocess.run(args, env={**env, "AIP_MODE": "perhaps"}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("invalid setting AIP_MODE: AIP_MODE='perhaps' is not understood"), r.stderr
+
+
 def test_two_servers_share_one_budget_in_redis(real_models: Path, tmp_path: Path, redis_url: str) -> None:
     env = {"ML_SERVICE_RATE_LIMIT": "6/minute", "ML_SERVICE_REDIS_URL": redis_url, "ML_SERVICE_SECRET": "team-key",
            "ML_SERVICE_PRELOAD": "text-embedding"}

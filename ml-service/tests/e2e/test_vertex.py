@@ -17,10 +17,10 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
 from google.protobuf import json_format, struct_pb2
-
-from ml_service.modelbuild.checks import PHOTOS, photo_bytes
 from ml_service_testing.gcs import FakeGCS
 from ml_service_testing.vertex_front import VertexFront
+
+from ml_service.modelbuild.checks import PHOTOS, photo_bytes
 
 from .conftest import Server, free_port, start_server, stop_server
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -87,6 +88,64 @@ def test_rate_limits_can_count_items(onnx_repo, app_client):
         assert client.post("/inference", json={"model_type": "bert", "data": {"text": "a"}}).status_code == 429
 
 
+def _texts(n: int) -> dict[str, object]:
+    return {"model_type": "bert", "data": {"texts": ["a"] * n}}
+
+
+def test_items_over_the_whole_budget_are_413_at_the_boundary(onnx_repo, app_client):
+    """A request that no wait could admit is refused for what it is (413 with the limit), not with a 429 whose
+    Retry-After a client would honour forever; nothing is spent."""
+    with app_client(onnx_repo.root, rate_limit="3/minute;50/hour", rate_limit_cost="items") as client:
+        wait_ready(client)  # the model takes 4 items a request: the rate limit is the tighter one
+        over = client.post("/inference", json=_texts(4))
+        assert over.status_code == 413 and "retry-after" not in over.headers
+        error = over.json()["error"]
+        assert error["code"] == "payload_too_large" and "at most 3 per minute" in error["message"]
+        openai = client.post("/v1/embeddings", json={"model": "bert", "input": ["a"] * 4})
+        assert openai.status_code == 413 and "at most 3" in openai.json()["error"]["message"]
+        exact = client.post("/inference", json=_texts(3))  # the whole budget, nothing spent before
+        assert exact.status_code == 200 and exact.headers["x-ratelimit-remaining"] == "0"
+        assert client.post("/inference", json=_texts(1)).status_code == 429
+
+
+def test_a_429_says_how_much_budget_is_left(onnx_repo, app_client):
+    with app_client(onnx_repo.root, rate_limit="6/minute", rate_limit_cost="items") as client:
+        wait_ready(client)
+        assert client.post("/inference", json=_texts(4)).headers["x-ratelimit-remaining"] == "2"
+        refused = client.post("/inference", json=_texts(3))
+        assert refused.status_code == 429 and refused.headers["x-ratelimit-remaining"] == "2"
+        assert int(refused.headers["retry-after"]) >= 1 and refused.headers["x-ratelimit-limit"] == "6"
+        fits = client.post("/inference", json=_texts(2))
+        assert fits.status_code == 200 and fits.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_failing_closed_when_redis_stops_is_its_own_503(onnx_repo, app_client, tmp_path):
+    """A real redis-server, stopped while the service runs: fail closed answers 503 `rate_limit_unavailable` with
+    Retry-After in every protocol's shape (the model is fine: not `model_unavailable`); fail open admits."""
+    from ml_service_testing.redis import RedisUnavailable, redis_server
+
+    for mode in ("closed", "open"):
+        with contextlib.ExitStack() as redis:
+            try:
+                url = redis.enter_context(redis_server(tmp_path))
+            except RedisUnavailable as e:
+                pytest.skip(str(e))
+            with app_client(onnx_repo.root, rate_limit="100/minute", redis_url=url, rate_limit_fail=mode) as client:
+                wait_ready(client)
+                assert _infer(client, "native").status_code == 200
+                redis.close()  # redis-server stops
+                answers = {p: _infer(client, p) for p in ("native", "v2", "openai")}
+                if mode == "open":
+                    assert {a.status_code for a in answers.values()} == {200}
+                    continue
+                for protocol, r in answers.items():
+                    assert r.status_code == 503 and r.headers["retry-after"] == "1", (protocol, r.text)
+                    assert "rate_limit_unavailable" in r.text or "rate-limit store" in r.text, protocol
+                assert answers["native"].json()["error"]["code"] == "rate_limit_unavailable"
+                assert answers["openai"].json()["error"]["code"] == "rate_limit_unavailable"
+                assert "ml_service_rate_limit_store_errors_total 3.0" in client.get("/metrics").text
+
+
 def test_a_shared_budget_in_redis_and_failing_open_or_closed(onnx_repo, app_client, redis_url):
     with app_client(onnx_repo.root, rate_limit="4/minute", redis_url=redis_url) as one, \
             app_client(onnx_repo.root, rate_limit="4/minute", redis_url=redis_url) as two:
@@ -100,6 +159,7 @@ def test_a_shared_budget_in_redis_and_failing_open_or_closed(onnx_repo, app_clie
             wait_ready(client)
             r = _infer(client, "native")
             assert r.status_code == expected, (mode, r.text)
+            assert expected == 200 or r.json()["error"]["code"] == "rate_limit_unavailable"
             assert "ml_service_rate_limit_store_errors_total 1.0" in client.get("/metrics").text
 
 
@@ -111,8 +171,10 @@ def test_the_clients_own_deadline(tmp_path, make_model, fake_manifest, app_clien
         r = client.post("/inference", json=body, headers={"X-Request-Timeout-Ms": "50"})
         assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
         assert client.post("/inference", json=body, headers={"X-Request-Timeout-Ms": "999999"}).status_code == 200
-        for bad in ("abc", "0", "-5"):
-            assert client.post("/inference", json=body, headers={"X-Request-Timeout-Ms": bad}).status_code == 400
+        for bad in ("abc", "0", "-5", "1.5", "123456789", "9" * 400):  # at most 8 digits (grpc-timeout's rule)
+            r = client.post("/inference", json=body, headers={"X-Request-Timeout-Ms": bad})
+            assert r.status_code == 400 and "X-Request-Timeout-Ms" in r.json()["error"]["message"], bad
+        assert client.post("/inference", json=body, headers={"X-Request-Timeout-Ms": "99999999"}).status_code == 200
         assert client.get("/health").json()["status"] == "ok"
 
 

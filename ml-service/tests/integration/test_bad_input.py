@@ -253,6 +253,27 @@ def test_unknown_path_and_wrong_method(client):
     assert_error(client.get("/inference"), 405, "method_not_allowed")
 
 
+@pytest.mark.parametrize(("method", "path", "status", "shape"), [
+    ("GET", "/v2/nope", 404, "v2"), ("GET", "/v2/models/x/nope", 404, "v2"), ("GET", "/v2/models/x/infer", 405, "v2"),
+    ("GET", "/v1/nope", 404, "openai"), ("GET", "/v1/embeddings", 405, "openai"),
+    ("PUT", "/v1/models/x", 405, "openai"),
+    ("GET", "/models/x/nope", 404, "native"), ("GET", "/", 404, "native"), ("DELETE", "/stats", 405, "native"),
+])
+def test_errors_off_the_route_table_come_in_the_nearest_protocol_s_shape(client, method, path, status, shape):
+    """The route knows its protocol; a path no route has gets the shape of the routes sharing most of its start."""
+    r = client.request(method, path)
+    assert r.status_code == status and r.headers["content-type"] == "application/json", r.text
+    error = r.json()["error"]
+    if shape == "v2":
+        assert isinstance(error, str) and error
+    elif shape == "openai":
+        assert error["type"] == "invalid_request_error" and error["code"] in ("not_found", "method_not_allowed")
+    else:
+        assert error["code"] in ("not_found", "method_not_allowed") and set(error) == {"code", "message"}
+    if status == 405:
+        assert r.headers["allow"]
+
+
 def test_random_garbage_is_never_a_server_error(client):
     """A deterministic sweep of odd values in every field: a 2xx or a 4xx with the error shape, never 5xx."""
     import random

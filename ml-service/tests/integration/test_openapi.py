@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import msgspec
 import pytest
 from pydantic import BaseModel
 
@@ -29,10 +30,15 @@ def test_every_route_is_documented_with_its_bodies(client):
             assert route.produces in op["responses"]["200"]["content"]
         assert "500" in op["responses"]
         error = op["responses"]["500"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-        assert error == {"native": "NativeError", "v2": "V2Error", "openai": "OpenAIError"}[route.protocol]
+        assert error == {"native": "NativeError", "v2": "V2Error", "openai": "OpenAIError"}[route.protocol.name]
         if route.body is not None:
             assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(route.body.__name__)
         assert [p["name"] for p in op.get("parameters", []) if p["in"] == "path"] == route.params
+    # request bodies are documented from the Structs the codecs parse them with
+    assert all(issubclass(r.body, msgspec.Struct) for r in ROUTES if r.body is not None)
+    native = schemas["InferenceBody"]
+    assert native["required"] == ["model_type", "data"] and "model name or alias" in str(native["properties"])
+    assert schemas["InferenceData"]["properties"]["top_k"]["minimum"] == 1
     infer = doc["paths"]["/v2/models/{model}/infer"]["post"]["requestBody"]["content"]
     assert "application/octet-stream" in infer
     assert client.get("/docs").status_code == 200

@@ -63,7 +63,7 @@ def _core(root: Path, **settings: Any) -> Core:
 async def _infer(core: Core, model: str, data: dict[str, Any]) -> tuple[Any, int]:
     """The service's own API in process: resolve, decode with its codec, run on the data plane."""
     resolved = await core.service.resolve(model)
-    request, top_k = native.decode(native.NativeRequest(model, data), resolved.spec)
+    request, top_k = native.decode(native.request(model, data), resolved.spec)
     return await core.service.infer(request, resolved), top_k
 
 

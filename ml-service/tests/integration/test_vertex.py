@@ -92,7 +92,7 @@ def test_images_both_ways_and_tensors(onnx_repo, app_client, make_image) -> None
     (b'{"inputs": ["x"]}', 400, "INVALID_ARGUMENT", "instances"),
     (b'{"instances": []}', 400, "INVALID_ARGUMENT", "non-empty"),
     (b'{"instances": ["x"], "parameters": [1]}', 400, "INVALID_ARGUMENT", "parameters"),
-    (b'{"instances": ["x"], "parameters": {"topk": 2}}', 400, "INVALID_ARGUMENT", "unknown parameter"),
+    (b'{"instances": ["x"], "parameters": {"topk": 2}}', 400, "INVALID_ARGUMENT", "unknown field `topk`"),
     (b'{"instances": ["x"], "parameters": {"top_k": 2.5}}', 400, "INVALID_ARGUMENT", "top_k"),
     (b'{"instances": ["x"], "parameters": {"top_k": true}}', 400, "INVALID_ARGUMENT", "top_k"),
     (b'{"instances": ["x"], "parameters": {"top_k": 4}}', 400, "INVALID_ARGUMENT", "from 1 to 3"),
@@ -160,3 +160,10 @@ def test_health_is_503_until_the_served_model_loads(onnx_repo, app_client) -> No
 def test_outside_vertex_mode_there_are_no_vertex_routes(client) -> None:
     assert client.get(BASE).status_code == 404
     assert client.post(BASE + ":predict", json={"instances": ["x"]}).status_code == 404
+
+
+def test_paths_near_vertex_s_routes_answer_in_google_s_shape(onnx_repo, app_client):
+    with vertex_client(app_client, onnx_repo.root, "text-embedding") as c:
+        google_error(c.get(BASE + "/nope"), 404, "NOT_FOUND", "not_found")
+        google_error(c.get(BASE + ":predict"), 405, "UNIMPLEMENTED", "method_not_allowed")
+        assert c.get("/v1/nope").json()["error"]["type"] == "invalid_request_error"  # OpenAI's, not Vertex's

@@ -39,7 +39,7 @@ def native_items(task, data):
     from ml_service.codecs import native
     from ml_service.tasks import model_spec
 
-    request, top_k = native.decode(native.NativeRequest("m", data), model_spec(task.entry, task.version))
+    request, top_k = native.decode(native.request("m", data), model_spec(task.entry, task.version))
     task.check_count(len(request.items), request.where)
     items = list(request.items)
     for i, item in enumerate(items):

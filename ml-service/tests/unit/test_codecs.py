@@ -83,6 +83,10 @@ def body_of(doc: dict[str, Any], *blobs: bytes) -> tuple[bytes, str | None]:
     return head + b"".join(blobs), str(len(head))
 
 
+def _native(doc: Any) -> native.InferenceBody:
+    return native.parse_request(orjson.dumps(doc))
+
+
 def parse(entry: ModelEntry, doc: dict[str, Any], *blobs: bytes) -> v2.InferRequest:
     body, header = body_of(doc, *blobs)
     return v2.parse_infer_request(body, header, spec_of(entry).signature)
@@ -158,7 +162,8 @@ def test_mixed_json_and_binary_inputs() -> None:
 
 @pytest.mark.parametrize(("doc", "error"), [
     ({"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]}, "expects BYTES"),
-    ({"inputs": [{"name": "text", "shape": [1], "datatype": "STRING", "data": ["a"]}]}, "datatype must be"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "STRING", "data": ["a"]}]},
+     r"inputs\[0\]\.datatype: invalid enum value 'STRING'"),
     ({"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a", "b"]}]}, "shape needs 3"),
     ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a", "b"]}]}, "more values"),
     ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [1]}]}, "must be strings"),
@@ -326,28 +331,29 @@ def test_non_contiguous_outputs_are_encoded() -> None:
 # -- OpenAI --------------------------------------------------------------------------------------
 
 def test_embeddings_request_parsing() -> None:
-    req = embeddings.parse_request({"model": "bert", "input": "hi"}, 2048)
-    assert req.texts == ["hi"] and req.encoding_format == "float" and req.dimensions is None
-    req = embeddings.parse_request(
-        {"model": "bert", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 8, "user": "u"}, 2048)
-    assert req.encoding_format == "base64" and req.dimensions == 8
+    req = embeddings.parse_request(orjson.dumps({"model": "bert", "input": "hi"}), 2048)
+    assert req.texts == ["hi"] and req.format == "float" and req.dims is None
+    req = embeddings.parse_request(orjson.dumps(
+        {"model": "bert", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 8.0, "user": "u"}), 2048)
+    assert req.format == "base64" and req.dims == 8 and isinstance(req.dimensions, int)
 
 
 @pytest.mark.parametrize(("body", "error"), [
-    ({"input": "a"}, "'model' is required"),
-    ({"model": "m", "input": []}, "empty"),
+    ({"input": "a"}, r"^model is required \(a model name or alias"),
+    ({"model": "m", "input": []}, r"input: expected `array` of length >= 1 \(a string or a non-empty list"),
     ({"model": "m", "input": ["a"] * 2049}, "2049 items"),
-    ({"model": "m", "input": [[1, 2, 3]]}, "token ids"),
-    ({"model": "m", "input": ["a", 3]}, "list of strings"),
-    ({"model": "m"}, "'input' is required"),
+    ({"model": "m", "input": [[1, 2, 3]]}, r"input\[0\]: expected `str`, got `array` .*token ids are not supported"),
+    ({"model": "m", "input": ["a", 3]}, r"input\[1\]: expected `str`, got `int` \(a string or a non-empty list"),
+    ({"model": "m"}, "^input is required"),
     ({"model": "m", "input": "a", "encoding_format": "hex"}, "encoding_format"),
     ({"model": "m", "input": "a", "dimensions": 0}, "dimensions"),
     ({"model": "m", "input": "a", "dimensions": True}, "dimensions"),
-    (["not", "an", "object"], "JSON object"),
+    ({"model": "m", "input": "a", "dimensions": 2.5}, "dimensions must be a positive integer, got 2.5"),
+    (["not", "an", "object"], "request body: expected `object`, got `array`"),
 ])
 def test_bad_embeddings_requests_are_400(body: Any, error: str) -> None:
     with pytest.raises(BadRequest, match=error) as info:
-        embeddings.parse_request(body, 2048)
+        embeddings.parse_request(orjson.dumps(body), 2048)
     assert info.value.status_code == 400
 
 
@@ -438,41 +444,42 @@ def test_a_zero_dimension_does_not_let_a_huge_one_through(entry: ModelEntry, nam
 # -- the service's own API ---------------------------------------------------------------------------
 
 def test_native_requests_name_their_items() -> None:
-    req = native.parse_request({"model_type": "m", "data": {"texts": ["a", "b"], "top_k": 2}, "version": 1})
+    req = _native({"model_type": "m", "data": {"texts": ["a", "b"], "top_k": 2}, "version": 1})
     request, top_k = native.decode(req, spec_of(CLS))
     assert list(request.items) == ["a", "b"] and top_k == 2 and request.label(1) == "data.texts[1]"
-    single, _ = native.decode(native.parse_request({"model_type": "m", "data": {"text": "a"}}), spec_of(CLS))
+    single, _ = native.decode(_native({"model_type": "m", "data": {"text": "a"}}), spec_of(CLS))
     assert single.label(0) == "data.text" and native.decode(
-        native.parse_request({"model_type": "m", "data": {"text": "a"}}), spec_of(CLS))[1] == 3
-    image, k = native.decode(native.parse_request({"model_type": "m", "data": {"images": ["aGk="]}}), spec_of(IMG))
+        _native({"model_type": "m", "data": {"text": "a"}}), spec_of(CLS))[1] == 3
+    image, k = native.decode(_native({"model_type": "m", "data": {"images": ["aGk="]}}), spec_of(IMG))
     assert list(image.items) == ["aGk="] and k == 2
 
 
 @pytest.mark.parametrize(("doc", "error"), [
-    ([], "JSON object"),
-    ({"data": {}}, "model_type"),
-    ({"model_type": "m", "data": []}, "data must be a JSON object"),
-    ({"model_type": "m", "data": {}, "version": True}, "version"),
+    ([], "request body: expected `object`, got `array`"),
+    ({"data": {}}, r"^model_type is required \(a model name or alias"),
+    ({"model_type": "", "data": {}}, r"^model_type: expected `str` of length >= 1 \(a model name or alias"),
+    ({"model_type": "m", "data": []}, r"^data: expected `object`, got `array` \(One of `text`/`texts`"),
+    ({"model_type": "m", "data": {}, "version": True}, r"^version: expected `int \| str \| null`, got `bool`"),
 ])
 def test_bad_native_envelopes(doc: Any, error: str) -> None:
     with pytest.raises(InvalidInput, match=error):
-        native.parse_request(doc)
+        _native(doc)
 
 
 @pytest.mark.parametrize(("data", "error"), [
     ({"text": "a", "texts": ["b"]}, "not both"),
-    ({"texts": "a"}, "must be a list"),
+    ({"texts": "a"}, "data.texts: expected `array`, got `str`"),
     ({"images": ["x"]}, "must contain 'text' or 'texts'"),
     ({"text": "a", "top_k": 4}, "top_k must be an integer from 1 to 3"),
     ({"text": "a", "top_k": True}, "top_k"),
 ])
 def test_bad_native_data(data: dict[str, Any], error: str) -> None:
     with pytest.raises(InvalidInput, match=error):
-        native.decode(native.parse_request({"model_type": "m", "data": data}), spec_of(CLS))
+        native.decode(_native({"model_type": "m", "data": data}), spec_of(CLS))
 
 
 def test_native_tensor_inputs_become_rows_lazily() -> None:
-    req = native.parse_request({"model_type": "m", "data": {"inputs": {"x": [[1, 2, 3, 4]] * 3,
+    req = _native({"model_type": "m", "data": {"inputs": {"x": [[1, 2, 3, 4]] * 3,
                                                                          "flag": [True, False, True]}}})
     request, _ = native.decode(req, spec_of(TENSOR))
     assert len(request.items) == 3 and request.items[1]["flag"].item() is False
@@ -480,9 +487,9 @@ def test_native_tensor_inputs_become_rows_lazily() -> None:
     for i, row in enumerate(request.items):
         task.check_item(row, request.label(i))
     with pytest.raises(InvalidInput, match="unknown input"):
-        native.decode(native.parse_request({"model_type": "m", "data": {"inputs": {"z": [1]}}}), spec_of(TENSOR))
+        native.decode(_native({"model_type": "m", "data": {"inputs": {"z": [1]}}}), spec_of(TENSOR))
     with pytest.raises(PayloadTooLarge, match="limit is 1000"):
-        native.decode(native.parse_request({"model_type": "m", "data": {"inputs": {"x": [[1.0] * 4] * 300,
+        native.decode(_native({"model_type": "m", "data": {"inputs": {"x": [[1.0] * 4] * 300,
                                                                                    "flag": [True] * 300}}}),
                       spec_of(TENSOR))
 
@@ -501,11 +508,12 @@ def test_native_answers_by_kind() -> None:
 
 
 def test_embeddings_decode_needs_an_embedding_model() -> None:
-    req = embeddings.parse_request({"model": "m", "input": ["a"] * 300, "dimensions": 16}, 2048)
+    req = embeddings.parse_request(orjson.dumps({"model": "m", "input": ["a"] * 300, "dimensions": 16}), 2048)
     request = embeddings.decode(req, spec_of(EMB), 2048)
     assert request.max_items == 2048 and request.label(3) == "input[3]"
     with pytest.raises(BadRequest, match="text-classification model"):
         embeddings.decode(req, spec_of(CLS), 2048)
     with pytest.raises(BadRequest, match="'dimensions' is 400"):
-        embeddings.decode(embeddings.parse_request({"model": "m", "input": "a", "dimensions": 400}, 2048),
+        embeddings.decode(embeddings.parse_request(orjson.dumps({"model": "m", "input": "a", "dimensions": 400}), 2048),
                           spec_of(EMB), 2048)
+

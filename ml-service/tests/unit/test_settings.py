@@ -95,6 +95,30 @@ def test_aip_mode_alone_is_vertex_mode_on_our_port(env):
     assert s.vertex and (s.host, s.port) == ("127.0.0.1", 8001)
 
 
+@pytest.mark.parametrize(("value", "vertex"), [
+    ("PREDICTION", True), ("prediction", True), ("1", True), ("true", True), ("TRUE", True), ("Yes", True),
+    (" yes ", True), ("0", False), ("false", False), ("No", False), ("", False),
+])
+def test_only_a_clear_yes_in_aip_mode_is_vertex_mode(env, value, vertex):
+    """Vertex mode allows a public bind without a secret: AIP_MODE=0 must not turn it on."""
+    env.setenv("AIP_MODE", value)
+    s = Settings()
+    assert s.vertex is vertex and s.aip_mode is vertex
+
+
+@pytest.mark.parametrize("value", ["2", "off-ish", "maybe", "PREDICTIONS", "null"])
+def test_an_unrecognized_aip_mode_is_refused(env, value):
+    env.setenv("AIP_MODE", value)
+    with pytest.raises(ValidationError, match=r"AIP_MODE.*not understood.*PREDICTION"):
+        Settings()
+
+
+def test_a_rate_limit_of_zero_is_refused(env):
+    env.setenv("ML_SERVICE_RATE_LIMIT", "0/minute")
+    with pytest.raises(ValidationError, match="admits nothing"):
+        Settings()
+
+
 @pytest.mark.parametrize(("files", "quota"), [
     ({"cpu.max": "150000 100000\n"}, 1.5),
     ({"cpu.max": "max 100000\n"}, None),

@@ -100,11 +100,11 @@ def test_parse_seed(make_task):
         native_items(task, {"text": "a", "texts": ["b"]})
     with pytest.raises(InvalidInput, match="'text' or 'texts'"):
         native_items(task, {"image": "a"})
-    with pytest.raises(InvalidInput, match="must be a list"):
+    with pytest.raises(InvalidInput, match=r"data\.texts: expected `array`, got `str`"):
         native_items(task, {"texts": "a"})
     with pytest.raises(InvalidInput, match="must not be empty"):
         native_items(task, {"texts": []})
-    with pytest.raises(InvalidInput, match=r"data.texts\[1\] must be a string"):
+    with pytest.raises(InvalidInput, match=r"data.texts\[1\]: expected `str`, got `int`"):
         native_items(task, {"texts": ["a", 1]})
     with pytest.raises(PayloadTooLarge, match="4 items"):
         native_items(task, {"texts": ["a"] * 4})
@@ -208,8 +208,8 @@ def test_top_k_ties_keep_label_order():
 
 def test_top_k_default_and_bounds(make_task):
     task = make_task(_classifier(), labels=LABELS)
-    assert native.parse_top_k({}, len(task.version.labels)) == (4)  # 5, capped at the label count
-    assert parse_top_k({}, 10) == (5)
+    assert native.parse_top_k(native.InferenceData(), len(task.version.labels)) == (4)  # 5, capped at the label count
+    assert parse_top_k(native.InferenceData(), 10) == (5)
     assert native_items(task, {"text": "a", "top_k": 1})[1] == (1)
     assert native_items(task, {"text": "a", "top_k": 4})[1] == (4)
 
@@ -217,7 +217,7 @@ def test_top_k_default_and_bounds(make_task):
 @pytest.mark.parametrize("bad", [0, -1, 5, "2", 2.0, True, False, None, [1]])
 def test_bad_top_k(make_task, bad):
     task = make_task(_classifier(), labels=LABELS)
-    with pytest.raises(InvalidInput, match="top_k must be an integer from 1 to 4"):
+    with pytest.raises(InvalidInput, match=r"data\.top_k.* from 1 to (4|the number of labels)"):
         native_items(task, {"text": "a", "top_k": bad})
 
 

@@ -6,14 +6,13 @@ from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs import embeddings
-from ml_service.codecs.common import parse_json
 from ml_service.errors import ModelNotFound
 
 
 async def create(call: Call) -> Reply:
     """Embeddings of a string or a list of strings; `float` or `base64` encoding; optional `dimensions`."""
     most = call.settings.openai_max_inputs
-    req = embeddings.parse_request(parse_json(call.body), most)
+    req = embeddings.parse_request(call.body, most)
     resolved = await call.service.resolve(req.model, None, call.ctx)
     request = embeddings.decode(req, resolved.spec, most)
     return json_reply(embeddings.encode(await call.service.infer(request, resolved, call.ctx), req))
@@ -34,13 +33,14 @@ async def retrieve_model(call: Call) -> Reply:
 
 
 _ERRORS = (400, 401, 404, 413, 422, 503, 504)
+_BODY = embeddings.EmbeddingsBody
 ROUTES = [
-    Route("POST", "/v1/embeddings", create, "openai", "openai_embeddings", body=s.EmbeddingsBody,
+    Route("POST", "/v1/embeddings", create, embeddings.PROTOCOL, "openai_embeddings", body=_BODY,
           response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
-    Route("POST", "/embeddings", create, "openai", "openai_embeddings_unversioned", body=s.EmbeddingsBody,
+    Route("POST", "/embeddings", create, embeddings.PROTOCOL, "openai_embeddings_unversioned", body=_BODY,
           response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
-    Route("GET", "/v1/models", list_models, "openai", "openai_models", response=s.OpenAIModelList, errors=(401,),
-          tag="openai"),
-    Route("GET", "/v1/models/{model}", retrieve_model, "openai", "openai_model", response=s.OpenAIModel,
+    Route("GET", "/v1/models", list_models, embeddings.PROTOCOL, "openai_models", response=s.OpenAIModelList,
+          errors=(401,), tag="openai"),
+    Route("GET", "/v1/models/{model}", retrieve_model, embeddings.PROTOCOL, "openai_model", response=s.OpenAIModel,
           errors=(401, 404), tag="openai"),
 ]

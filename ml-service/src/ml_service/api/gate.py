@@ -8,6 +8,10 @@ from ml_service.errors import BadRequest, Unauthorized
 from ml_service.observe import RequestContext
 from ml_service.settings import Settings
 
+#: at most this many digits in X-Request-Timeout-Ms (gRPC's grpc-timeout has the same rule): 99,999,999 ms is
+#: 27 hours, beyond any deadline we keep, and a longer number is refused before it is converted
+TIMEOUT_DIGITS = 8
+
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return next((v for k, v in headers if k == name), None)
@@ -66,6 +70,7 @@ class Gate:
         value = _header(headers, b"x-request-timeout-ms")
         if value is None:
             return
-        if not value.isdigit() or int(value) < 1:
-            raise BadRequest("X-Request-Timeout-Ms must be a positive integer (milliseconds)")
+        if not (0 < len(value) <= TIMEOUT_DIGITS and value.isdigit()) or int(value) < 1:
+            raise BadRequest(f"X-Request-Timeout-Ms must be a positive integer of milliseconds, at most "
+                             f"{TIMEOUT_DIGITS} digits; got {value[:40].decode('latin-1')!r}")
         ctx.timeout_s = min(int(value) / 1000, self.max_timeout_s)

@@ -1,10 +1,9 @@
-"""HTTP plumbing every route shares: the request as handlers see it, replies, the one body reader, the one
-bearer check, and the one error renderer (each protocol's error shape comes from its codec)."""
+"""HTTP plumbing every route shares: the request as handlers see it, replies, the one body reader, and the one
+error renderer (told the protocol by the route, whose codec declares the error shape)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -12,7 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import Message, Receive
 
-from ml_service.codecs import embeddings, native, v2, vertex
+from ml_service.codecs.common import Protocol
 from ml_service.errors import ClientDisconnected, InvalidInput, MLServiceError, PayloadTooLarge
 from ml_service.observe import LogThrottle, RequestContext, Telemetry
 from ml_service.settings import Settings
@@ -27,23 +26,6 @@ log = logging.getLogger("ml_service.api")
 _throttled = LogThrottle(log)
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 JSON = b"application/json"
-ErrorShape = Callable[[int, str, str], dict[str, Any]]
-#: each protocol's error JSON, from its codec
-ERROR_SHAPES: dict[str, ErrorShape] = {"native": native.error_body, "v2": v2.error_body,
-                                       "openai": embeddings.error_body, "vertex": vertex.error_body}
-#: a protocol whose statuses differ from ours (Google's INVALID_ARGUMENT is always 400)
-ERROR_STATUS: dict[str, Callable[[int], int]] = {"vertex": vertex.http_status}
-
-
-def protocol_for_path(path: str) -> str:
-    """The protocol a path belongs to (for errors on paths no route matched)."""
-    if path.startswith("/v2"):
-        return "v2"
-    if path.startswith("/v1/endpoints/"):
-        return "vertex"
-    if path.startswith(("/v1", "/embeddings")):
-        return "openai"
-    return "native"
 
 
 @dataclass
@@ -61,19 +43,17 @@ def json_reply(content: Any, status: int = 200, headers: dict[str, str] | None =
     return Reply(orjson.dumps(content, option=_JSON_OPTS), status, JSON, headers or {})
 
 
-def error_reply(protocol: str, exc: MLServiceError) -> Reply:
+def error_reply(protocol: Protocol, exc: MLServiceError) -> Reply:
     """The one place an error becomes a response: the protocol's shape, the error's status and headers."""
     if exc.status_code >= 500:  # a flood of 503s must not flood the log
         _throttled.warning(exc.code, "request failed: %d %s: %s", exc.status_code, exc.code, exc.message)
-    shape = ERROR_SHAPES.get(protocol, native.error_body)
-    status = ERROR_STATUS[protocol](exc.status_code) if protocol in ERROR_STATUS else exc.status_code
-    return json_reply(shape(status, exc.code, exc.message), status, exc.headers)
+    status = protocol.http_status(exc.status_code)
+    return json_reply(protocol.error_body(status, exc.code, exc.message), status, exc.headers)
 
 
-def internal_error_reply(protocol: str) -> Reply:
+def internal_error_reply(protocol: Protocol) -> Reply:
     """A 500 that says nothing of the cause (the log has it)."""
-    shape = ERROR_SHAPES.get(protocol, native.error_body)
-    return json_reply(shape(500, "internal_error", "internal error; see the service log"), 500)
+    return json_reply(protocol.error_body(500, "internal_error", "internal error; see the service log"), 500)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +119,8 @@ async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit:
     """The whole body, refused with 413 when its Content-Length or its bytes go over `limit`."""
     for k, v in headers:
         if k == b"content-length":
-            if v.isdigit() and int(v) > limit:
+            digits = v.lstrip(b"0")  # compared by length first: int() refuses more than 4,300 digits
+            if v.isdigit() and (len(digits) > len(str(limit)) or int(digits or b"0") > limit):
                 raise too_large(limit)
             break
     chunks: list[bytes] = []

@@ -6,15 +6,14 @@ from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Query, Route
 from ml_service.codecs import native
-from ml_service.codecs.common import parse_json
 
 _VERSION = Query("version", "one version (default: every served/loaded version)", {"type": "integer", "minimum": 1})
 
 
 async def inference(call: Call) -> Reply:
     """Run a model: one output per input (embeddings, labels with top-k, or tensors), plus timings."""
-    req = native.parse_request(parse_json(call.body))
-    resolved = await call.service.resolve(req.model, req.version, call.ctx)
+    req = native.parse_request(call.body)
+    resolved = await call.service.resolve(req.model_type, req.version, call.ctx)
     request, top_k = native.decode(req, resolved.spec)
     return json_reply(native.encode(await call.service.infer(request, resolved, call.ctx), top_k))
 
@@ -65,18 +64,18 @@ async def reload(call: Call) -> Reply:
 
 
 ROUTES = [
-    Route("POST", "/inference", inference, "native", "inference", body=s.InferenceBody,
+    Route("POST", "/inference", inference, native.PROTOCOL, "inference", body=native.InferenceBody,
           response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True, limited=True,
           tag="inference"),
-    Route("GET", "/health", health, "native", "health", auth=False, response=s.Health, tag="health"),
-    Route("GET", "/health/live", live, "native", "health_live", auth=False, response=s.Live, tag="health"),
-    Route("GET", "/health/ready", ready, "native", "health_ready", auth=False, response=s.Ready, errors=(503,),
+    Route("GET", "/health", health, native.PROTOCOL, "health", auth=False, response=s.Health, tag="health"),
+    Route("GET", "/health/live", live, native.PROTOCOL, "health_live", auth=False, response=s.Live, tag="health"),
+    Route("GET", "/health/ready", ready, native.PROTOCOL, "health_ready", auth=False, response=s.Ready, errors=(503,),
           tag="health"),
-    Route("GET", "/models", models, "native", "models", response=s.ModelList, errors=(401,), tag="models"),
-    Route("POST", "/models/reload", reload, "native", "reload_models", body_required=False, response=s.Reloaded,
+    Route("GET", "/models", models, native.PROTOCOL, "models", response=s.ModelList, errors=(401,), tag="models"),
+    Route("POST", "/models/reload", reload, native.PROTOCOL, "reload_models", body_required=False, response=s.Reloaded,
           errors=(401,), tag="models"),
-    Route("POST", "/models/{name}/load", load, "native", "load_model", body_required=False, response=s.Loaded,
+    Route("POST", "/models/{name}/load", load, native.PROTOCOL, "load_model", body_required=False, response=s.Loaded,
           errors=(401, 404, 422, 503), query=(_VERSION,), tag="models"),
-    Route("POST", "/models/{name}/unload", unload, "native", "unload_model", body_required=False,
+    Route("POST", "/models/{name}/unload", unload, native.PROTOCOL, "unload_model", body_required=False,
           response=s.Unloaded, errors=(401, 404, 422), query=(_VERSION,), tag="models"),
 ]

@@ -1,4 +1,5 @@
-"""/openapi.json from the route table: every route, its parameters, request body, answer and error shapes."""
+"""/openapi.json from the route table: every route, its parameters, request body (the schema of the msgspec
+Structs its codec parses it with), answer and error shapes (pydantic models in `schemas.py`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from ml_service import __version__
 from ml_service.api import schemas as s
 from ml_service.api.router import Route
+from ml_service.codecs import body
 
 _ERROR_MODELS: dict[str, type[BaseModel]] = {"native": s.NativeError, "v2": s.V2Error, "openai": s.OpenAIError,
                                                "vertex": s.GoogleError}
@@ -21,14 +23,14 @@ _STATUS_TEXT = {400: "Bad request (not JSON, wrong framing)", 401: "Missing or i
                 504: "Deadline exceeded"}
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
+def _ref(model: type[Any]) -> dict[str, str]:
     return {"$ref": _REF.format(model=model.__name__)}
 
 
 def _operation(route: Route) -> dict[str, Any]:
     doc = (route.handler.__doc__ or "").strip()
     op: dict[str, Any] = {"operationId": route.name, "summary": doc.split("\n")[0], "description": doc,
-                          "tags": [route.tag or route.protocol]}
+                          "tags": [route.tag or route.protocol.name]}
     params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in route.params]
     params += [{"name": q.name, "in": "query", "required": False, "description": q.description, "schema": q.schema}
                for q in route.query]
@@ -49,7 +51,7 @@ def _operation(route: Route) -> dict[str, Any]:
         if route.binary_body:
             ok["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     responses: dict[str, Any] = {"200": ok}
-    error = {"application/json": {"schema": _ref(_ERROR_MODELS[route.protocol])}}
+    error = {"application/json": {"schema": _ref(_ERROR_MODELS[route.protocol.name])}}
     for status in sorted(set(route.errors) | {500}):
         responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Internal error"), "content": error}
     if route.auth:
@@ -60,9 +62,15 @@ def _operation(route: Route) -> dict[str, Any]:
 
 def build_openapi(routes: Sequence[Route], auth: bool) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the route table."""
-    models = {m for r in routes for m in (r.body, r.response) if m is not None} | set(_ERROR_MODELS.values())
+    models = {r.response for r in routes if r.response is not None} | set(_ERROR_MODELS.values())
     _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
                                  ref_template=_REF)
+    schemas: dict[str, Any] = defs.get("$defs", {})
+    bodies = body.schemas(sorted({r.body for r in routes if r.body is not None}, key=lambda b: b.__name__),
+                          _REF.replace("{model}", "{name}"))
+    clash = set(schemas) & set(bodies)
+    assert not clash, f"request and response schemas share names: {clash}"  # one would hide the other
+    schemas.update(bodies)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
@@ -72,7 +80,7 @@ def build_openapi(routes: Sequence[Route], auth: bool) -> dict[str, Any]:
                  "description": "Self-hosted inference: the service's own API, the Open Inference Protocol (KServe "
                                 "V2) and OpenAI embeddings over one data plane."},
         "paths": paths,
-        "components": {"schemas": defs.get("$defs", {}),
+        "components": {"schemas": schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
     if not auth:

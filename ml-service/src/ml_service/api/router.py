@@ -2,7 +2,8 @@
 than the model at our rates) and documented from the same table in /openapi.json.
 
 Every route goes through the same steps: match, context, auth, hooks, body (one reader, one limit), handler,
-error rendering, send. Requests no route matches pass to FastAPI (`/docs`, `/openapi.json`, 404s).
+error rendering (in the route's protocol), send. Only `/docs` and `/openapi.json` pass to FastAPI; a path no route
+matches is a 404 in the protocol of the routes nearest to it.
 """
 
 from __future__ import annotations
@@ -16,20 +17,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from msgspec import Struct
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_service.api.gate import Gate
-from ml_service.api.http import (
-    Call,
-    Parts,
-    Reply,
-    error_reply,
-    internal_error_reply,
-    protocol_for_path,
-    read_body,
-)
-from ml_service.errors import ClientDisconnected, MethodNotAllowed, MLServiceError
+from ml_service.api.http import Call, Parts, Reply, error_reply, internal_error_reply, read_body
+from ml_service.codecs import native
+from ml_service.codecs.common import Protocol
+from ml_service.errors import ClientDisconnected, MethodNotAllowed, MLServiceError, PathNotFound
 from ml_service.observe import Observers, RequestContext, Telemetry
 from ml_service.observe.logs import closed_transport
 from ml_service.settings import Settings
@@ -57,10 +53,10 @@ class Route:
     method: str
     path: str  # "/v2/models/{model}/infer"
     handler: Handler
-    protocol: str  # its error shape and its label in the request context: native | v2 | openai
+    protocol: Protocol  # its error shape, and its name in the request context
     name: str
     auth: bool = True
-    body: type[BaseModel] | None = None  # the JSON request body
+    body: type[Struct] | None = None  # the JSON request body, as its codec parses it
     body_required: bool = True
     binary_body: bool = False  # also takes application/octet-stream (V2 binary tensor data)
     response: type[BaseModel] | None = None
@@ -109,36 +105,58 @@ class Router:
                 self._dynamic.append((r.pattern(), r))
             else:
                 self._static[(r.method, r.path)] = r
+        self._segments = [(r.path.split("/")[1:], r.protocol) for r in self.routes]
 
-    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
-        """The route for a request, its path parameters, and the methods the path allows (for a 405)."""
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[Route]]:
+        """The route for a request, its path parameters, and the routes of the path's other methods (for a 405)."""
         route = self._static.get((method, path))
         if route is not None:
             return route, {}, []
-        allowed = [m for (m, p) in self._static if p == path]
+        allowed = [r for (m, p), r in self._static.items() if p == path]
         for pattern, r in self._dynamic:
             found = pattern.match(path)
             if found:
                 if r.method == method:
                     return r, found.groupdict(), []
-                allowed.append(r.method)
+                allowed.append(r)
         return None, {}, allowed
+
+    def nearest(self, path: str) -> Protocol:
+        """The protocol of a path no route has: that of the route sharing the most leading segments with it
+        (`/v2/nope` is V2's), else the service's own."""
+        parts = path.split("/")[1:]
+        best, shared = native.PROTOCOL, 0
+        for segments, protocol in self._segments:
+            n = 0
+            for mine, theirs in zip(segments, parts, strict=False):
+                if mine != theirs and not mine.startswith("{"):
+                    break
+                n += 1
+            if n > shared:
+                best, shared = protocol, n
+        return best
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.fallback(scope, receive, send)
             return
-        route, params, allowed = self.match(scope["method"], scope["path"])
+        path = scope["path"]
+        route, params, allowed = self.match(scope["method"], path)
         if route is None:
             if allowed:
-                exc = MethodNotAllowed(f"method {scope['method']} is not allowed here", sorted(set(allowed)))
-                await _send(send, error_reply(protocol_for_path(scope["path"]), exc))
+                exc = MethodNotAllowed(f"method {scope['method']} is not allowed here",
+                                       sorted({r.method for r in allowed}))
+                await _send(send, error_reply(allowed[0].protocol, exc))
                 return
-            if scope["path"] in _DOCS and self.gate.keys.enabled:  # the API's description needs the token too
+            if path not in _DOCS:
+                await _send(send, error_reply(self.nearest(path), PathNotFound(
+                    "no route has this path; GET /openapi.json lists them")))
+                return
+            if self.gate.keys.enabled:  # the API's description needs the token too
                 try:
                     self.gate.authenticate(RequestContext("native", "docs"), scope["headers"], required=True)
                 except MLServiceError as exc:
-                    await _send(send, error_reply("native", exc))
+                    await _send(send, error_reply(native.PROTOCOL, exc))
                     return
             await self.fallback(scope, receive, send)
             return
@@ -156,7 +174,7 @@ class Router:
     async def _serve(self, route: Route, params: dict[str, str], scope: Scope, receive: Receive,
                      send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        ctx = RequestContext(route.protocol, route.name, request_id=self._request_id(headers))
+        ctx = RequestContext(route.protocol.name, route.name, request_id=self._request_id(headers))
         try:
             try:
                 token = self.gate.authenticate(ctx, headers, required=route.auth)

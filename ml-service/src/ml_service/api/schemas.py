@@ -1,7 +1,7 @@
-"""Request and response bodies of every route, as pydantic models: they describe the API in /openapi.json (for
-people, client generators and schema-driven fuzzers) and the tests check real answers against them. The codecs
-parse and write the bodies themselves (faster, with messages that name the field); these models say what
-those codecs accept and answer."""
+"""Response bodies and error shapes of every route, as pydantic models: they describe the answers in /openapi.json
+(for people, client generators and schema-driven fuzzers), and the tests check real answers against them.
+Request bodies are not here: each codec declares its own as msgspec Structs, which parse the requests and are
+documented as they are (`codecs/body.py`)."""
 
 from __future__ import annotations
 
@@ -59,24 +59,6 @@ class GoogleError(BaseModel):
 
 
 # -- the service's own API ------------------------------------------------------------------------
-class InferenceData(_Open):
-    """One of `text`/`texts` (text models), `image`/`images` (base64 JPEG, PNG or WebP; image models) or
-    `inputs` (tensor models), and `top_k` for classifiers."""
-
-    text: str | None = None
-    texts: list[str] | None = None
-    image: str | None = Field(default=None, description="base64 (a data: URL prefix is accepted)")
-    images: list[str] | None = None
-    inputs: dict[str, Any] | None = Field(default=None, description="{input name: nested list}, batch first")
-    top_k: int | None = Field(default=None, ge=1, description="labels to return (classifiers; default 5)")
-
-
-class InferenceBody(BaseModel):
-    model_type: str = Field(min_length=1, description="a model name or alias (GET /models)")
-    data: InferenceData
-    version: str | int | None = Field(default=None, description="pin a served version; default the highest")
-
-
 class LabelScore(BaseModel):
     label: str
     score: float
@@ -226,46 +208,15 @@ class ModelReadyState(BaseModel):
     ready: bool
 
 
-class TensorParameters(_Open):
+class ResponseParameters(_Open):
     binary_data_size: int | None = Field(default=None, ge=0, description="bytes of this tensor after the JSON")
-
-
-class RequestInput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
-                      "FP32", "FP64", "BYTES"]
-    parameters: TensorParameters | None = None
-    data: list[Any] | None = Field(default=None, description="row-major values, flat or nested")
-
-
-class OutputParameters(_Open):
-    binary_data: bool | None = None
-
-
-class RequestOutput(BaseModel):
-    name: str
-    parameters: OutputParameters | None = None
-
-
-class InferParameters(_Open):
-    binary_data_output: bool | None = None
-
-
-class InferRequestBody(BaseModel):
-    """JSON tensors; with `Inference-Header-Content-Length`, this JSON followed by binary tensor data."""
-
-    id: str | None = None
-    parameters: InferParameters | None = None
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
 
 
 class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: TensorParameters | None = None
+    parameters: ResponseParameters | None = None
     data: list[Any] | None = None
 
 
@@ -274,10 +225,6 @@ class InferResponseBody(BaseModel):
     model_version: str
     id: str | None = None
     outputs: list[ResponseOutput]
-
-
-class RepositoryIndexBody(BaseModel):
-    ready: bool | None = Field(default=None, description="only models that are ready")
 
 
 class RepositoryIndexEntry(BaseModel):
@@ -289,10 +236,6 @@ class RepositoryIndexEntry(BaseModel):
 
 class RepositoryIndex(RootModel[list[RepositoryIndexEntry]]):
     """The body is the list of entries itself."""
-
-
-class RepositoryLoadBody(BaseModel):
-    parameters: dict[str, Any] | None = None
 
 
 class RepositoryLoaded(BaseModel):
@@ -307,14 +250,6 @@ class RepositoryUnloaded(BaseModel):
 
 
 # -- OpenAI embeddings ----------------------------------------------------------------------------
-class EmbeddingsBody(_Open):
-    model: str = Field(min_length=1)
-    input: str | list[str] = Field(description="a string or a list of strings (token ids are not supported)")
-    encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
-    user: str | None = None
-
-
 class Embedding(BaseModel):
     object: Literal["embedding"]
     index: int
@@ -346,13 +281,6 @@ class OpenAIModelList(BaseModel):
 
 
 # -- Vertex AI custom container ----------------------------------------------------------------------
-class VertexPredictBody(BaseModel):
-    instances: list[Any] = Field(min_length=1, description="texts (`\"...\"` or `{\"text\": \"...\"}`), images "
-                                 "(`{\"image\": {\"b64\": \"...\"}}`) or, for tensor models, {input name: row}")
-    parameters: dict[str, Any] | None = Field(default=None, description="`top_k` for classifiers (3 or 3.0); "
-                                              "`model`: another model of the repository than the deployment's")
-
-
 class VertexPredictResponse(BaseModel):
     predictions: list[InferenceOutput] = Field(description="one per instance, in order; as /inference's outputs")
 

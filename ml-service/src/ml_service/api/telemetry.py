@@ -8,6 +8,7 @@ from importlib import resources
 from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
+from ml_service.codecs.native import PROTOCOL
 from ml_service.observe.metrics import CONTENT_TYPE
 
 
@@ -37,8 +38,8 @@ async def dashboard(call: Call) -> Reply:
 
 
 ROUTES = [
-    Route("GET", "/metrics", metrics, "native", "metrics", produces="text/plain", errors=(401,), tag="observability"),
-    Route("GET", "/stats", stats, "native", "stats", response=s.StatsReport, errors=(401,), tag="observability"),
-    Route("GET", "/dashboard", dashboard, "native", "dashboard", auth=False, produces="text/html",
+    Route("GET", "/metrics", metrics, PROTOCOL, "metrics", produces="text/plain", errors=(401,), tag="observability"),
+    Route("GET", "/stats", stats, PROTOCOL, "stats", response=s.StatsReport, errors=(401,), tag="observability"),
+    Route("GET", "/dashboard", dashboard, PROTOCOL, "dashboard", auth=False, produces="text/html",
           tag="observability"),
 ]

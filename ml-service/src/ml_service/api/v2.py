@@ -3,15 +3,12 @@ tensors, and the model repository extension."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ml_service import __version__
 from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs import v2
-from ml_service.codecs.common import parse_json
-from ml_service.errors import BadRequest, InvalidInput
+from ml_service.errors import BadRequest
 
 
 async def live(call: Call) -> Reply:
@@ -60,30 +57,16 @@ async def infer(call: Call) -> Reply:
                  headers={"Inference-Header-Content-Length": str(header_length)})
 
 
-def _optional_json(call: Call) -> dict[str, Any]:
-    """A JSON object body, or {} when the body is empty (clients send either)."""
-    if not call.body.strip():
-        return {}
-    doc = parse_json(call.body)
-    if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return doc
-
-
 async def repository_index(call: Call) -> Reply:
     """Every model version on disk with its state (READY, LOADING, UNLOADING, UNAVAILABLE) and the reason; a
     read-only listing, as in Triton (`/models/reload` re-reads the disk)."""
-    ready_only = _optional_json(call).get("ready", False)
-    if not isinstance(ready_only, bool):
-        raise InvalidInput("ready must be true or false")
+    ready_only = bool(v2.parse_index(call.body).ready)
     return json_reply(v2.repository_index(call.reports.version_rows(), ready_only))
 
 
 async def repository_load(call: Call) -> Reply:
     """Load (or retry a failed load of) every served version of a model, re-reading its directory first."""
-    params = _optional_json(call).get("parameters") or {}
-    if not isinstance(params, dict):
-        raise InvalidInput("parameters must be a JSON object")
+    params = v2.parse_model_body(call.body).parameters or {}
     if any(k == "config" or k.startswith("file:") for k in params):
         raise BadRequest("loading with a config or files is not supported; put the model in the repository")
     name, versions = await call.rollout.load_model(call.params["model"])
@@ -92,7 +75,7 @@ async def repository_load(call: Call) -> Reply:
 
 async def repository_unload(call: Call) -> Reply:
     """Unload every loaded version of a model (it loads again on its next request)."""
-    _optional_json(call)
+    v2.parse_model_body(call.body)
     name, done = await call.rollout.unload_model(call.params["model"])
     return json_reply({"name": name, "unloaded_versions": [str(v) for v in done]})
 
@@ -100,30 +83,32 @@ async def repository_unload(call: Call) -> Reply:
 _INFER_ERRORS = (400, 401, 404, 413, 422, 503, 504)
 _META_ERRORS = (401, 404, 503)
 ROUTES = [
-    Route("GET", "/v2/health/live", live, "v2", "v2_live", auth=False, response=s.V2Live, tag="v2"),
-    Route("GET", "/v2/health/ready", ready, "v2", "v2_ready", auth=False, response=s.V2Ready, errors=(503,),
+    Route("GET", "/v2/health/live", live, v2.PROTOCOL, "v2_live", auth=False, response=s.V2Live, tag="v2"),
+    Route("GET", "/v2/health/ready", ready, v2.PROTOCOL, "v2_ready", auth=False, response=s.V2Ready, errors=(503,),
           tag="v2"),
-    Route("GET", "/v2", server_metadata, "v2", "v2_server_metadata", response=s.ServerMetadata, errors=(401,),
+    Route("GET", "/v2", server_metadata, v2.PROTOCOL, "v2_server_metadata", response=s.ServerMetadata, errors=(401,),
           tag="v2"),
-    Route("GET", "/v2/models/{model}", model_metadata, "v2", "v2_model_metadata", response=s.ModelMetadata,
+    Route("GET", "/v2/models/{model}", model_metadata, v2.PROTOCOL, "v2_model_metadata", response=s.ModelMetadata,
           errors=_META_ERRORS, tag="v2"),
-    Route("GET", "/v2/models/{model}/versions/{version}", model_metadata, "v2", "v2_model_version_metadata",
+    Route("GET", "/v2/models/{model}/versions/{version}", model_metadata, v2.PROTOCOL, "v2_model_version_metadata",
           response=s.ModelMetadata, errors=_META_ERRORS, tag="v2"),
-    Route("GET", "/v2/models/{model}/ready", model_ready, "v2", "v2_model_ready", response=s.ModelReadyState,
+    Route("GET", "/v2/models/{model}/ready", model_ready, v2.PROTOCOL, "v2_model_ready", response=s.ModelReadyState,
           errors=_META_ERRORS, tag="v2"),
-    Route("GET", "/v2/models/{model}/versions/{version}/ready", model_ready, "v2", "v2_model_version_ready",
+    Route("GET", "/v2/models/{model}/versions/{version}/ready", model_ready, v2.PROTOCOL, "v2_model_version_ready",
           response=s.ModelReadyState, errors=_META_ERRORS, tag="v2"),
-    Route("POST", "/v2/models/{model}/infer", infer, "v2", "v2_infer", body=s.InferRequestBody, binary_body=True,
-          response=s.InferResponseBody, errors=_INFER_ERRORS, watch_disconnect=True, limited=True, tag="v2"),
-    Route("POST", "/v2/models/{model}/versions/{version}/infer", infer, "v2", "v2_infer_version",
-          body=s.InferRequestBody, binary_body=True, response=s.InferResponseBody, errors=_INFER_ERRORS,
-          watch_disconnect=True, limited=True, tag="v2"),
-    Route("POST", "/v2/repository/index", repository_index, "v2", "v2_repository_index",
-          body=s.RepositoryIndexBody, body_required=False, response=s.RepositoryIndex, errors=(400, 401, 422),
+    Route("POST", "/v2/models/{model}/infer", infer, v2.PROTOCOL, "v2_infer", body=v2.InferRequestBody,
+          binary_body=True, response=s.InferResponseBody, errors=_INFER_ERRORS, watch_disconnect=True, limited=True,
           tag="v2"),
-    Route("POST", "/v2/repository/models/{model}/load", repository_load, "v2", "v2_repository_load",
-          body=s.RepositoryLoadBody, body_required=False, response=s.RepositoryLoaded,
+    Route("POST", "/v2/models/{model}/versions/{version}/infer", infer, v2.PROTOCOL, "v2_infer_version",
+          body=v2.InferRequestBody, binary_body=True, response=s.InferResponseBody, errors=_INFER_ERRORS,
+          watch_disconnect=True, limited=True, tag="v2"),
+    Route("POST", "/v2/repository/index", repository_index, v2.PROTOCOL, "v2_repository_index",
+          body=v2.RepositoryIndexBody, body_required=False, response=s.RepositoryIndex, errors=(400, 401, 422),
+          tag="v2"),
+    Route("POST", "/v2/repository/models/{model}/load", repository_load, v2.PROTOCOL, "v2_repository_load",
+          body=v2.RepositoryModelBody, body_required=False, response=s.RepositoryLoaded,
           errors=(400, 401, 404, 422, 503), tag="v2"),
-    Route("POST", "/v2/repository/models/{model}/unload", repository_unload, "v2", "v2_repository_unload",
-          body_required=False, response=s.RepositoryUnloaded, errors=(400, 401, 404, 422), tag="v2"),
+    Route("POST", "/v2/repository/models/{model}/unload", repository_unload, v2.PROTOCOL, "v2_repository_unload",
+          body=v2.RepositoryModelBody, body_required=False, response=s.RepositoryUnloaded,
+          errors=(400, 401, 404, 422), tag="v2"),
 ]

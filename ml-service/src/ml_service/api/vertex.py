@@ -7,7 +7,6 @@ from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs import vertex
-from ml_service.codecs.common import parse_json
 from ml_service.errors import ModelUnavailable
 from ml_service.settings import Settings
 from ml_service.vertex import health_route, predict_routes
@@ -24,7 +23,7 @@ async def health(call: Call) -> Reply:
 async def predict(call: Call) -> Reply:
     """One prediction per instance, in order: embeddings, or labels with scores. The deployment's model unless
     `parameters.model` names another one of the repository."""
-    req = vertex.parse_request(parse_json(call.body))
+    req = vertex.parse_request(call.body)
     name = req.model or (call.parts.vertex.model if call.parts.vertex is not None else None)
     if name is None:
         raise ModelUnavailable("the service is still starting")
@@ -39,10 +38,10 @@ def routes(settings: Settings) -> list[Route]:
     """The Vertex routes for these settings (none outside Vertex mode)."""
     if not settings.vertex:
         return []
-    out = [Route("GET", health_route(settings), health, "vertex", "vertex_health", auth=False,
+    out = [Route("GET", health_route(settings), health, vertex.PROTOCOL, "vertex_health", auth=False,
                  response=s.VertexHealth, errors=(503,), tag="vertex")]
     for i, path in enumerate(predict_routes(settings)):
-        out.append(Route("POST", path, predict, "vertex", "vertex_predict" if i == 0 else f"vertex_predict_{i}",
-                         auth=False, body=s.VertexPredictBody, response=s.VertexPredictResponse,
+        out.append(Route("POST", path, predict, vertex.PROTOCOL, "vertex_predict" if i == 0 else f"vertex_predict_{i}",
+                         auth=False, body=vertex.VertexPredictBody, response=s.VertexPredictResponse,
                          errors=(400, 503, 504), watch_disconnect=True, limited=True, tag="vertex"))
     return out

@@ -1,25 +1,29 @@
-"""What several codecs share: reading a JSON body, and splitting batched named tensors into rows."""
+"""What several codecs share: the protocol declaration, and splitting batched named tensors into rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
-import orjson
 
 from ml_service.dataplane import Signature
-from ml_service.errors import BadRequest, InvalidInput
+from ml_service.errors import InvalidInput
 
 
-def parse_json(body: bytes | memoryview) -> Any:
-    """A request body as JSON (orjson), with a 400 that says why when it is not."""
-    if not len(body):
-        raise BadRequest("request body is empty; send a JSON object")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+def _same(status: int) -> int:
+    return status
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol as the HTTP layer needs to know it: its name (the request's label) and its error shape. Each
+    codec declares its own (`PROTOCOL`); each route carries the one it speaks."""
+
+    name: str  # native | v2 | openai | vertex
+    error_body: Callable[[int, str, str], dict[str, Any]]  # (status, code, message) -> the error JSON
+    http_status: Callable[[int], int] = _same  # a protocol whose statuses differ from ours maps them here
 
 
 class Rows(Sequence[dict[str, np.ndarray]]):

@@ -2,63 +2,74 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
+from msgspec import UNSET, Meta, Struct, UnsetType
 
-from ml_service.codecs.common import split_rows
+from ml_service.codecs import body
+from ml_service.codecs.common import Protocol, split_rows
 from ml_service.dataplane import InferenceRequest, InferenceResult, ItemResult, ModelSpec
 from ml_service.errors import InvalidInput, PayloadTooLarge
 from ml_service.tensors import to_array
 
 #: the `data` keys for one item and for a list, by input kind
 _DATA_KEYS = {"text": ("text", "texts"), "image": ("image", "images")}
+_B64 = "base64 of a JPEG, PNG or WebP (a data: URL prefix is accepted)"
 
 
-@dataclass(frozen=True)
-class NativeRequest:
-    """A parsed `POST /inference` body; `data` is read once the model is known."""
+class InferenceData(Struct, frozen=True):
+    """One of `text`/`texts` (text models), `image`/`images` (image models) or `inputs` (tensor models), and `top_k`
+    for classifiers."""
 
-    model: str
-    data: Mapping[str, Any]
-    version: str | int | None = None
-
-
-def parse_request(doc: Any) -> NativeRequest:
-    """Check the envelope: `model_type`, `data` and an optional `version`."""
-    if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object with 'model_type' and 'data'")
-    model = doc.get("model_type")
-    if not isinstance(model, str) or not model:
-        raise InvalidInput("model_type must be a non-empty string (a model name or alias, see GET /models)")
-    data = doc.get("data")
-    if not isinstance(data, dict):
-        raise InvalidInput("data must be a JSON object")
-    version = doc.get("version")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
-        raise InvalidInput("version must be a string or an integer")
-    return NativeRequest(model, data, version)
+    text: Annotated[str, Meta(description="one text")] | UnsetType = UNSET
+    texts: Annotated[list[str], Meta(description="texts, one output each")] | UnsetType = UNSET
+    image: Annotated[str, Meta(description=_B64)] | UnsetType = UNSET
+    images: Annotated[list[str], Meta(description=_B64)] | UnsetType = UNSET
+    inputs: Annotated[dict[str, Any], Meta(description="{input name: nested list}, batch first")] | UnsetType = UNSET
+    top_k: Annotated[int, Meta(ge=1, description="labels to return: an integer from 1 to the number of labels "
+                                                 "(classifiers; default 5)")] | UnsetType = UNSET
 
 
-def parse_top_k(data: Mapping[str, Any], n_labels: int) -> int:
+class InferenceBody(Struct, frozen=True):
+    """`POST /inference`: a model, its `data`, and optionally a version."""
+
+    model_type: Annotated[str, Meta(min_length=1, description="a model name or alias (GET /models)")]
+    data: InferenceData
+    version: Annotated[str | int | None, Meta(description="pin a served version; default the live one")] = None
+
+
+_DECODER = msgspec.json.Decoder(InferenceBody)
+
+
+def parse_request(raw: bytes | memoryview) -> InferenceBody:
+    """The envelope, typed; `data` is read once the model is known."""
+    return body.decode(raw, _DECODER, InvalidInput)
+
+
+def request(model: str, data: dict[str, Any], version: str | int | None = None) -> InferenceBody:
+    """A request from Python values (the CLI, tests), checked as a body is."""
+    return body.convert({"model_type": model, "data": data, "version": version}, InferenceBody, InvalidInput)
+
+
+def parse_top_k(data: InferenceData, n_labels: int) -> int:
     """`data.top_k`: an integer from 1 to the number of labels (default 5, capped at the label count)."""
-    if "top_k" not in data:
+    k = data.top_k
+    if k is UNSET:
         return min(5, n_labels)
-    k = data["top_k"]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_labels:
+    if k > n_labels:
         raise InvalidInput(f"data.top_k must be an integer from 1 to {n_labels}, got {k!r}")
     return k
 
 
-def decode(req: NativeRequest, spec: ModelSpec) -> tuple[InferenceRequest, int]:
+def decode(req: InferenceBody, spec: ModelSpec) -> tuple[InferenceRequest, int]:
     """The data plane's request for `data`, and the top-k for classifier answers."""
     data, sig = req.data, spec.signature
     top_k = parse_top_k(data, len(spec.labels)) if sig.answer == "classification" else 0
     if any(t.kind == "tensor" for t in sig.inputs):
-        inputs = data.get("inputs")
-        if not isinstance(inputs, dict):
+        inputs = data.inputs
+        if inputs is UNSET:
             raise InvalidInput("data.inputs must be an object {input name: nested list}")
         arrays = {}
         for name, value in inputs.items():
@@ -74,15 +85,14 @@ def decode(req: NativeRequest, spec: ModelSpec) -> tuple[InferenceRequest, int]:
         return InferenceRequest(spec.name, rows, spec.version, where="data.inputs"), top_k
     kind = next(t.kind for t in sig.inputs)
     single, many = _DATA_KEYS.get(kind, ("", ""))
-    if single in data and many in data:
+    one: str | UnsetType = getattr(data, single, UNSET)
+    listed: list[str] | UnsetType = getattr(data, many, UNSET)
+    if one is not UNSET and listed is not UNSET:
         raise InvalidInput(f"give either data.{single} or data.{many}, not both")
-    if single in data:
-        return InferenceRequest(spec.name, [data[single]], spec.version, where=f"data.{single}", single=True), top_k
-    if many in data:
-        value = data[many]
-        if not isinstance(value, list):
-            raise InvalidInput(f"data.{many} must be a list")
-        return InferenceRequest(spec.name, value, spec.version, where=f"data.{many}"), top_k
+    if one is not UNSET:
+        return InferenceRequest(spec.name, [one], spec.version, where=f"data.{single}", single=True), top_k
+    if listed is not UNSET:
+        return InferenceRequest(spec.name, listed, spec.version, where=f"data.{many}"), top_k
     raise InvalidInput(f"data must contain '{single}' or '{many}'")
 
 
@@ -125,3 +135,7 @@ def encode(result: InferenceResult, top_k: int) -> dict[str, Any]:
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """`{"error": {"code", "message"}}`."""
     return {"error": {"code": code, "message": message}}
+
+
+#: this protocol's name and error shape, for the routes that speak it
+PROTOCOL = Protocol("native", error_body)

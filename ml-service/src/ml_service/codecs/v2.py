@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import numpy as np
 import orjson
+from msgspec import UNSET, Meta, Struct
 
-from ml_service.codecs.common import parse_json, split_rows
+from ml_service.codecs import body
+from ml_service.codecs.common import Protocol, split_rows
 from ml_service.dataplane import InferenceRequest, InferenceResult, ModelSpec, Signature
 from ml_service.errors import BadRequest, InvalidInput
 from ml_service.tensors import (
     MAX_DIMS,
-    V2_DTYPES,
     check_shape,
     datatype_of,
     decode_binary,
@@ -76,93 +78,122 @@ class InferRequest:
     binary_output: bool = False
 
 
-def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memoryview | None]:
+def split_body(raw: bytes, header_length: str | None) -> tuple[memoryview, memoryview | None]:
     """The JSON part and the binary part of a request body (binary tensor data extension)."""
-    view = memoryview(body)
+    view = memoryview(raw)
     if header_length is None:
         return view, None
     try:
         n = int(header_length.strip())
     except ValueError:
         raise BadRequest(f"Inference-Header-Content-Length must be an integer, got {header_length!r}") from None
-    if n < 0 or n > len(body):
-        raise BadRequest(f"Inference-Header-Content-Length is {n} but the body has {len(body)} bytes")
+    if n < 0 or n > len(raw):
+        raise BadRequest(f"Inference-Header-Content-Length is {n} but the body has {len(raw)} bytes")
     return view[:n], view[n:]
 
 
-def _params(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{where} must be a JSON object")
-    return value
+Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
+                   "FP32", "FP64", "BYTES"]
 
 
-def _shape(value: Any, name: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) > MAX_DIMS:
-        raise InvalidInput(f"input '{name}': shape must be a list of at most {MAX_DIMS} integers")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
-        raise InvalidInput(f"input '{name}': shape must hold non-negative integers, got {value}")
-    return tuple(value)
+class TensorParameters(Struct, frozen=True):
+    """An input's parameters (others are accepted and ignored)."""
+
+    binary_data_size: Annotated[int, Meta(ge=0, description="bytes of this tensor after the JSON")] | None = None
 
 
-def _int_param(params: dict[str, Any], key: str, where: str) -> int | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{where}.{key} must be a non-negative integer")
-    return value
+class RequestInput(Struct, frozen=True):
+    """One input tensor: JSON `data`, or `parameters.binary_data_size` bytes of binary data after the JSON."""
+
+    name: str
+    shape: Annotated[list[Annotated[int, Meta(ge=0)]], Meta(
+        max_length=MAX_DIMS, description=f"non-negative integers, at most {MAX_DIMS}")]
+    datatype: Annotated[Datatype, Meta(description="the tensor's datatype, as the model declares it")]
+    parameters: TensorParameters | None = None
+    data: Annotated[Any, Meta(description="row-major values, flat or nested")] = UNSET
 
 
-def _bool_param(params: dict[str, Any], key: str, where: str) -> bool | None:
-    value = params.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    raise InvalidInput(f"{where}.{key} must be true or false")
+class OutputParameters(Struct, frozen=True):
+    """An output's parameters (others are accepted and ignored)."""
+
+    binary_data: bool | None = None
+    classification: Annotated[int, Meta(ge=0, description="not supported: request 'probabilities' and 'label'")
+                              ] | None = None
 
 
-def parse_infer_request(body: bytes, header_length: str | None, sig: Signature) -> InferRequest:
+class RequestOutput(Struct, frozen=True):
+    """One requested output."""
+
+    name: str
+    parameters: OutputParameters | None = None
+
+
+class InferParameters(Struct, frozen=True):
+    """The request's parameters (others are accepted and ignored)."""
+
+    binary_data_output: bool | None = None
+
+
+class InferRequestBody(Struct, frozen=True):
+    """JSON tensors; with `Inference-Header-Content-Length`, this JSON followed by binary tensor data."""
+
+    inputs: Annotated[list[RequestInput], Meta(min_length=1, description="a non-empty list of input tensors")]
+    id: str | None = None
+    parameters: InferParameters | None = None
+    outputs: list[RequestOutput] | None = None
+
+
+class RepositoryIndexBody(Struct, frozen=True):
+    """`POST /v2/repository/index` (an empty body is `{}`)."""
+
+    ready: Annotated[bool, Meta(description="only models that are ready")] | None = None
+
+
+class RepositoryModelBody(Struct, frozen=True):
+    """`POST /v2/repository/models/{model}/load|unload` (an empty body is `{}`)."""
+
+    parameters: dict[str, Any] | None = None
+
+
+_INFER = msgspec.json.Decoder(InferRequestBody)
+_INDEX = msgspec.json.Decoder(RepositoryIndexBody)
+_MODEL = msgspec.json.Decoder(RepositoryModelBody)
+
+
+def parse_index(raw: bytes) -> RepositoryIndexBody:
+    """The repository index's body; empty is `{}`."""
+    return body.decode(raw, _INDEX, InvalidInput) if raw.strip() else RepositoryIndexBody()
+
+
+def parse_model_body(raw: bytes) -> RepositoryModelBody:
+    """A repository load or unload body; empty is `{}`."""
+    return body.decode(raw, _MODEL, InvalidInput) if raw.strip() else RepositoryModelBody()
+
+
+def parse_infer_request(raw: bytes, header_length: str | None, sig: Signature) -> InferRequest:
     """Parse and check an inference request against the model's signature, before building any array.
 
     Declared shapes are checked against the per-input element limits first, so a huge shape costs nothing.
     """
-    head, blob = split_body(body, header_length)
-    doc = parse_json(head)
-    if not isinstance(doc, dict):
-        raise InvalidInput("the request must be a JSON object with 'inputs'")
-    request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInput("id must be a string")
-    params = _params(doc.get("parameters"), "parameters")
-    binary_output = bool(_bool_param(params, "binary_data_output", "parameters"))
-    raw_inputs = doc.get("inputs")
-    if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise InvalidInput("inputs must be a non-empty list of tensors")
+    head, blob = split_body(raw, header_length)
+    doc = body.decode(head, _INFER, InvalidInput)
     plans: list[tuple[str, str, tuple[int, ...], Any, int | None]] = []
     seen: set[str] = set()
     total = 0
-    for i, t in enumerate(raw_inputs):
-        if not isinstance(t, dict):
-            raise InvalidInput(f"inputs[{i}] must be a JSON object")
-        name = t.get("name")
-        spec = sig.input(name) if isinstance(name, str) else None
+    for i, t in enumerate(doc.inputs):
+        spec = sig.input(t.name)
         if spec is None:
-            raise InvalidInput(f"inputs[{i}]: unknown input {name!r}; the model takes {sig.input_names}")
+            raise InvalidInput(f"inputs[{i}]: unknown input {t.name!r}; the model takes {sig.input_names}")
         if spec.name in seen:
             raise InvalidInput(f"input '{spec.name}' is given twice")
         seen.add(spec.name)
-        datatype = t.get("datatype")
-        if not isinstance(datatype, str) or datatype not in V2_DTYPES:
-            raise InvalidInput(f"input '{spec.name}': datatype must be one of {list(V2_DTYPES)}, got {datatype!r}")
-        if datatype != spec.datatype:
-            raise InvalidInput(f"input '{spec.name}' has datatype {datatype}; the model expects {spec.datatype}")
-        shape = _shape(t.get("shape"), spec.name)
+        if t.datatype != spec.datatype:
+            raise InvalidInput(f"input '{spec.name}' has datatype {t.datatype}; the model expects {spec.datatype}")
+        shape = tuple(t.shape)
         check_shape(shape, spec.max_elements, spec.name)
-        where = f"input '{spec.name}' parameters"
-        size = _int_param(_params(t.get("parameters"), where), "binary_data_size", where)
+        size = t.parameters.binary_data_size if t.parameters is not None else None
         if size is not None:
-            if "data" in t:
+            if t.data is not UNSET:
                 raise InvalidInput(f"input '{spec.name}' has both data and parameters.binary_data_size")
             if blob is None:
                 raise BadRequest(f"input '{spec.name}' has parameters.binary_data_size but the request has no "
@@ -170,12 +201,12 @@ def parse_infer_request(body: bytes, header_length: str | None, sig: Signature) 
             if total + size > len(blob):
                 raise BadRequest(f"input '{spec.name}': binary_data_size {size} runs past the end of the body "
                                  f"({len(blob) - total} bytes of binary data left)")
-            plans.append((spec.name, datatype, shape, total, size))
+            plans.append((spec.name, t.datatype, shape, total, size))
             total += size
-        elif "data" not in t:
+        elif t.data is UNSET:
             raise InvalidInput(f"input '{spec.name}' has neither data nor parameters.binary_data_size")
         else:
-            plans.append((spec.name, datatype, shape, t["data"], None))
+            plans.append((spec.name, t.datatype, shape, t.data, None))
     if blob is not None and total != len(blob):
         raise BadRequest(f"the body has {len(blob) - total} bytes of binary data that no input claims")
     inputs = []
@@ -186,27 +217,23 @@ def parse_infer_request(body: bytes, header_length: str | None, sig: Signature) 
         else:
             data = decode_json(where_data, datatype, shape, name)
         inputs.append(InputTensor(name, datatype, shape, data))
-    return InferRequest(request_id, inputs, _parse_outputs(doc.get("outputs"), sig), binary_output)
+    binary_output = bool(doc.parameters is not None and doc.parameters.binary_data_output)
+    return InferRequest(doc.id, inputs, _outputs(doc.outputs, sig), binary_output)
 
 
-def _parse_outputs(value: Any, sig: Signature) -> list[OutputRequest] | None:
-    if value is None or value == []:
+def _outputs(value: list[RequestOutput] | None, sig: Signature) -> list[OutputRequest] | None:
+    if not value:
         return None
-    if not isinstance(value, list):
-        raise InvalidInput("outputs must be a list of {name, parameters?}")
     out: list[OutputRequest] = []
-    for i, o in enumerate(value):
-        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
-            raise InvalidInput(f"outputs[{i}] must be a JSON object with a name")
-        name = o["name"]
-        if name not in sig.output_names:
-            raise InvalidInput(f"unknown output {name!r}; the model has {sig.output_names}")
-        if any(r.name == name for r in out):
-            raise InvalidInput(f"output '{name}' is requested twice")
-        params = _params(o.get("parameters"), f"output '{name}' parameters")
-        if _int_param(params, "classification", f"output '{name}' parameters"):
+    for o in value:
+        if o.name not in sig.output_names:
+            raise InvalidInput(f"unknown output {o.name!r}; the model has {sig.output_names}")
+        if any(r.name == o.name for r in out):
+            raise InvalidInput(f"output '{o.name}' is requested twice")
+        params = o.parameters or OutputParameters()
+        if params.classification:
             raise InvalidInput("the classification extension is not supported; request 'probabilities' and 'label'")
-        out.append(OutputRequest(name, _bool_param(params, "binary_data", f"output '{name}' parameters")))
+        out.append(OutputRequest(o.name, params.binary_data))
     return out
 
 
@@ -315,3 +342,7 @@ def repository_index(rows: Sequence[Mapping[str, Any]], ready_only: bool = False
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """`{"error": message}`, as the protocol specifies."""
     return {"error": message}
+
+
+#: this protocol's name and error shape, for the routes that speak it
+PROTOCOL = Protocol("v2", error_body)

@@ -6,10 +6,13 @@ Vertex's SDK sends protobuf `Value`s, so every number arrives as a float: `top_k
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from ml_service.codecs import body
+from ml_service.codecs.common import Protocol
 from ml_service.codecs.native import item_output
 from ml_service.dataplane import InferenceRequest, InferenceResult, ModelSpec
 from ml_service.errors import InvalidInput, PayloadTooLarge
@@ -20,42 +23,37 @@ _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DEN
            405: "UNIMPLEMENTED", 409: "ABORTED", 413: "INVALID_ARGUMENT", 422: "INVALID_ARGUMENT",
            429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
            504: "DEADLINE_EXCEEDED"}
-_PARAMETERS = ("top_k", "model")
 
 
-@dataclass(frozen=True)
-class VertexRequest:
-    """A parsed predict body."""
+class PredictParameters(Struct, frozen=True, forbid_unknown_fields=True):
+    """Accepted: `top_k` (classifiers; 3 or 3.0) and `model` (another model of the repository than the
+    deployment's)."""
 
-    instances: list[Any]
-    parameters: Mapping[str, Any]
+    top_k: Annotated[int | float, Meta(description="labels to return (classifiers), an integer")] | UnsetType = UNSET
+    model: Annotated[str, Meta(min_length=1, description="a model name or alias")] | None = None
+
+
+class VertexPredictBody(Struct, frozen=True):
+    """A predict request: a non-empty `instances` list and optional `parameters`."""
+
+    instances: Annotated[list[Any], Meta(min_length=1, description=(
+        'a non-empty list of texts ("..." or {"text": "..."}), images ({"image": {"b64": "..."}}) or, for tensor '
+        "models, {input name: row}"))]
+    parameters: PredictParameters | None = None
 
     @property
     def model(self) -> str | None:
         """`parameters.model`: another model of the repository than the deployment's own (one endpoint, all
         models)."""
-        return self.parameters.get("model")
+        return self.parameters.model if self.parameters is not None else None
 
 
-def parse_request(doc: Any) -> VertexRequest:
-    """Check the envelope: a non-empty `instances` list and an optional `parameters` object."""
-    if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object with 'instances'")
-    instances = doc.get("instances")
-    if not isinstance(instances, list) or not instances:
-        raise InvalidInput("instances must be a non-empty list")
-    parameters = doc.get("parameters")
-    if parameters is None:
-        parameters = {}
-    if not isinstance(parameters, dict):
-        raise InvalidInput("parameters must be an object")
-    unknown = sorted(set(parameters) - set(_PARAMETERS))
-    if unknown:
-        raise InvalidInput(f"unknown parameter(s) {unknown}; accepted: {list(_PARAMETERS)}")
-    model = parameters.get("model")
-    if model is not None and (not isinstance(model, str) or not model):
-        raise InvalidInput("parameters.model must be a model name or alias")
-    return VertexRequest(instances, parameters)
+_DECODER = msgspec.json.Decoder(VertexPredictBody)
+
+
+def parse_request(raw: bytes | memoryview) -> VertexPredictBody:
+    """The envelope, typed: invalid input is INVALID_ARGUMENT (400) naming the field."""
+    return body.decode(raw, _DECODER, InvalidInput)
 
 
 def _integer(value: Any, name: str, low: int, high: int) -> int:
@@ -96,13 +94,14 @@ def _tensors(instance: Any, i: int, spec: ModelSpec) -> dict[str, Any]:
     return row
 
 
-def decode(req: VertexRequest, spec: ModelSpec) -> tuple[InferenceRequest, int]:
+def decode(req: VertexPredictBody, spec: ModelSpec) -> tuple[InferenceRequest, int]:
     """The data plane's request for the instances, and the top-k for classifier answers."""
     sig = spec.signature
     top_k = 0
     if sig.answer == "classification":
         n = len(spec.labels)
-        top_k = _integer(req.parameters["top_k"], "top_k", 1, n) if "top_k" in req.parameters else min(5, n)
+        asked = req.parameters.top_k if req.parameters is not None else UNSET
+        top_k = min(5, n) if asked is UNSET else _integer(asked, "top_k", 1, n)
     kind = sig.inputs[0].kind
     if kind == "text":
         items: list[Any] = [_text(x, i) for i, x in enumerate(req.instances)]
@@ -131,3 +130,7 @@ def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN"),
                       "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": code,
                                    "domain": "ml-service"}]}}
+
+
+#: this protocol's name and error shape, for the routes that speak it
+PROTOCOL = Protocol("vertex", error_body, http_status)

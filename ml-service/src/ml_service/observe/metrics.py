@@ -34,7 +34,8 @@ SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 #: error codes counted as rejections, by the reason label
 REJECTIONS = {"queue_full": "queue_full", "deadline_exceeded": "deadline", "rate_limited": "rate_limited",
-              "payload_too_large": "payload_too_large", "unauthorized": "unauthorized"}
+              "rate_limit_unavailable": "rate_limit_unavailable", "payload_too_large": "payload_too_large",
+              "unauthorized": "unauthorized"}
 STATES = ("unloaded", "loading", "ready", "failed", "unloading")
 
 
