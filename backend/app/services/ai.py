@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.config import Settings
+from app.core.config import Settings
 from app.services.sanitize import Sanitizer
 
 log = logging.getLogger(__name__)

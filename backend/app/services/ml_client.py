@@ -11,16 +11,8 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
-from app.services.resilience import (
-    CircuitBreaker,
-    CircuitOpen,
-    Retryable,
-    RetryPolicy,
-    ServerFailure,
-    call_with_retries,
-    send,
-)
+from app.core.config import Settings
+from app.services.resilience import CircuitBreaker, Guard, RetryPolicy, send
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +42,7 @@ class MLServiceClient:
         self.http = http
         self.breaker = breaker or CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self.policy = policy or RetryPolicy(retries=settings.ml_service_retries)
+        self.guard = Guard("ml-service", self.policy, self.breaker, settings.ml_service_timeout_s, MLServiceUnavailable)
 
     @staticmethod
     def make_http(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
@@ -68,12 +61,7 @@ class MLServiceClient:
                 raise MLServiceRejected(response.status_code, err.get("code", "error"), err.get("message", ""))
             return response.json()
 
-        try:
-            return await call_with_retries(once, self.policy, self.breaker, self.settings.ml_service_timeout_s)
-        except CircuitOpen as exc:
-            raise MLServiceUnavailable(str(exc)) from None
-        except (Retryable, ServerFailure, TimeoutError) as exc:
-            raise MLServiceUnavailable(str(exc)) from None
+        return await self.guard.call(once)
 
     async def inference(self, model_type: str, data: dict[str, Any], version: str | None = None) -> dict[str, Any]:
         """The guide's call: `POST /inference {"model_type", "data"}`."""
@@ -102,15 +90,6 @@ class MLServiceClient:
                                                           "top_k": top_k})
         output: dict[str, Any] = result["outputs"][0]
         return output
-
-    async def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", "/health")
-        return result
-
-    async def models(self) -> list[dict[str, Any]]:
-        result: dict[str, Any] = await self._request("GET", "/models")
-        models: list[dict[str, Any]] = result["models"]
-        return models
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:

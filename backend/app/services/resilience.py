@@ -8,6 +8,7 @@ per call; tenacity would need all of that written as callbacks around it, and it
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 import httpx
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: answers worth trying again: over a rate limit, overloaded, or a proxy (nginx, a load balancer, Google's front
 #: end) that lost the replica it picked
@@ -114,6 +116,24 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy,
             raise
         breaker.success()
         return result
+
+
+class Guard:
+    """One provider's calls: its retry policy, its breaker and its budget, and the one mapping of everything that
+    can go wrong on the way (circuit open, unreachable, overloaded, 5xx, too slow) to the provider's own error."""
+
+    def __init__(self, name: str, policy: RetryPolicy, breaker: CircuitBreaker, budget_s: float,
+                 error: Callable[[str], Exception]) -> None:
+        self.name, self.policy, self.breaker, self.budget_s, self.error = name, policy, breaker, budget_s, error
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call_with_retries(fn, self.policy, self.breaker, self.budget_s)
+        except CircuitOpen as exc:
+            raise self.error(str(exc)) from None
+        except (Retryable, ServerFailure, TimeoutError) as exc:
+            log.warning("%s failed: %s", self.name, exc)
+            raise self.error(str(exc)) from None
 
 
 def _is_failure(exc: BaseException) -> bool:

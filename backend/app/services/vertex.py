@@ -14,16 +14,8 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
-from app.services.resilience import (
-    CircuitBreaker,
-    CircuitOpen,
-    Retryable,
-    RetryPolicy,
-    ServerFailure,
-    call_with_retries,
-    send,
-)
+from app.core.config import Settings
+from app.services.resilience import CircuitBreaker, Guard, RetryPolicy, send
 from app.services.sanitize import Sanitizer
 
 log = logging.getLogger(__name__)
@@ -49,6 +41,7 @@ class VertexClient:
                                               limits=httpx.Limits(max_connections=32))
         self.breaker = breaker or CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self.policy = RetryPolicy(retries=1)
+        self.guard = Guard("Vertex", self.policy, self.breaker, settings.vertex_timeout_s, VertexError)
         self._credentials: Any = None
         self._resolved = False
         self._lock = asyncio.Lock()
@@ -124,13 +117,7 @@ class VertexClient:
                 raise VertexError("Vertex answered a different number of predictions than instances")
             return predictions
 
-        try:
-            return await call_with_retries(once, self.policy, self.breaker, self.settings.vertex_timeout_s)
-        except CircuitOpen as exc:
-            raise VertexError(f"Vertex is failing: {exc}") from None
-        except (Retryable, ServerFailure, TimeoutError) as exc:
-            log.warning("Vertex failed: %s", exc)
-            raise VertexError(str(exc)) from None
+        return await self.guard.call(once)
 
     async def _predict_texts(self, model: str, texts: list[str], sanitizer: Sanitizer,
                              **parameters: Any) -> list[Any]:

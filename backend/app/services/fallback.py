@@ -1,7 +1,7 @@
-"""The guide's hybrid approach: each ML feature tries its sources in the configured order (`ML_FALLBACK_ORDER`,
-default ml-service, then Vertex AI, then OpenAI) and moves on when one cannot answer (circuit open, timeout,
-5xx, connection refused, not configured). Every answer says which source answered. A request ml-service rejects
-as wrong (4xx) is the caller's problem: it never goes to the next source."""
+"""The fallback chain (the guide's hybrid approach): each ML feature tries its sources in the configured order
+(`ML_FALLBACK_ORDER`, default ml-service, then Vertex AI, then OpenAI) and moves on when one cannot answer
+(circuit open, timeout, 5xx, connection refused, not configured). Every answer says which source answered. A
+request ml-service rejects as wrong (4xx) is the caller's problem: it never goes to the next source."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-from app.config import Settings, Source
+from app.core.config import Settings, Source
 from app.services.ai import AIError, AIService
 from app.services.ml_client import MLServiceUnavailable
 from app.services.vertex import VertexClient, VertexError
@@ -23,7 +23,7 @@ class NoSource(Exception):
     """No source in the order could answer."""
 
 
-class HybridRouter:
+class FallbackChain:
     """Runs a feature on the sources in the configured order; returns the answer and who gave it."""
 
     def __init__(self, settings: Settings, ai: AIService, vertex: VertexClient | None = None) -> None:
