@@ -1,19 +1,21 @@
 """What the routes depend on, as `Annotated` dependencies: the settings, the database (a request's session, or the
-engine for work that calls out and so must not hold a session), the household's sanitizer and the features."""
+engine for work that calls out and so must not hold a session), the household's redactor, the features, and the
+path's ids."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.crud import members
 from app.db import Database
+from app.schemas.common import MAX_ID
+from app.services.egress import Egress, Redactor
 from app.services.features import Features
-from app.services.sanitize import Sanitizer
 
 
 def get_settings(request: Request) -> Settings:
@@ -42,12 +44,16 @@ async def get_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_sanitizer(db: DatabaseDep) -> Sanitizer:
-    """The household's sanitizer: it knows the members' names (read in a session of its own, closed at once)."""
+async def get_sanitizer(request: Request, db: DatabaseDep) -> Redactor:
+    """The household's redactor: it knows the members' and assignees' names (read in a session of its own,
+    closed at once)."""
     async with db.sessions() as session:
         names = await members.names(session)
-    return Sanitizer(names)
+    egress: Egress = request.app.state.egress
+    return egress.redactor(names)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-SanitizerDep = Annotated[Sanitizer, Depends(get_sanitizer)]
+SanitizerDep = Annotated[Redactor, Depends(get_sanitizer)]
+#: an id in the path: a positive integer the id column can hold (larger ones are a 422, not a database error)
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -7,10 +7,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.services.fallback import NoSource
 from app.services.ml_client import MLServiceRejected
+from app.services.resilience import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +38,30 @@ def install(app: FastAPI) -> None:
         return error(exc.status, exc.code, exc.message)
 
     @app.exception_handler(NoSource)
-    async def _no_source(request: Request, exc: NoSource) -> JSONResponse:
+    @app.exception_handler(SourceError)
+    async def _no_source(request: Request, exc: Exception) -> JSONResponse:
         return error(503, "no_ml_source", f"no source could answer: {exc}", {"Retry-After": "5"})
 
     @app.exception_handler(MLServiceRejected)
     async def _rejected(request: Request, exc: MLServiceRejected) -> JSONResponse:
-        status = exc.status if exc.status in (400, 404, 413, 422) else 422
-        return error(status, exc.code, exc.message)
+        return error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("no database connection free for %s %s", request.method, request.url.path)
+        return error(503, "database_busy", "every database connection is in use; try again", {"Retry-After": "1"})
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        return error(503, "database_unavailable", "the database cannot answer now; try again", {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error(422, "invalid_input", f"{where or 'body'}: {first.get('msg', 'invalid')}")
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        return error(422, "invalid_input", f"{where or 'body'}: {message}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

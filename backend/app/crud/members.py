@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Member
+from app.models import Member, Task
 
 
 async def list_all(db: AsyncSession) -> Sequence[Member]:
@@ -33,5 +33,6 @@ async def delete(db: AsyncSession, member: Member) -> None:
 
 
 async def names(db: AsyncSession) -> list[str]:
-    """The members' names, for the sanitizer."""
-    return list((await db.execute(select(Member.name))).scalars().all())
+    """The names the sanitizer must keep in the house: the members', and every task's assignee."""
+    query = select(Member.name).union(select(Task.assignee).where(Task.assignee.is_not(None)).distinct())
+    return [n for n in (await db.execute(query)).scalars().all() if n]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from app.schemas.common import Name
 
 
 class MemberCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=120)
+    name: Name
 
 
 class MemberOut(BaseModel):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.core.config import Source
+from app.core.config import Answerer, Source
+from app.schemas.common import Text
 
 
 class TextIn(BaseModel):
-    text: str = Field(min_length=1, max_length=5000)
+    text: Text
 
 
 class Categorized(BaseModel):
@@ -36,7 +37,7 @@ class SimilarTask(BaseModel):
 
 class SimilarOut(BaseModel):
     results: list[SimilarTask]
-    source: Source
+    source: Answerer
 
 
 class RecommendIn(BaseModel):
@@ -53,7 +54,7 @@ class RecommendationOut(BaseModel):
 
 class RecommendOut(BaseModel):
     recommendations: list[RecommendationOut]
-    source: Source
+    source: Answerer
 
 
 class LabelScore(BaseModel):

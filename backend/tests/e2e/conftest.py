@@ -3,6 +3,7 @@ managed API; started and stopped by these fixtures."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -45,6 +46,34 @@ class Proc:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
             stop(self.proc, grace=30, sig=sig)
+
+
+    @property
+    def url(self) -> str:
+        return self.ready_url.rsplit("/", 1)[0]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serving(proc: Proc, timeout: float = 60) -> Iterator[httpx.Client]:
+    """The process started, and a client to it; stopped on the way out."""
+    proc.start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=timeout) as client:
+            yield client
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[int]:
+    """A port that takes connections and never answers (what a hung peer looks like from outside)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

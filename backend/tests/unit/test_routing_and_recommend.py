@@ -70,7 +70,7 @@ def test_a_rejected_request_never_goes_to_the_fallback(settings_for: Any) -> Non
 
 
 def test_both_failing_says_why(settings_for: Any) -> None:
-    with pytest.raises(NoSource, match=r"ml-service is unavailable .* the managed API failed"):
+    with pytest.raises(NoSource, match=r"ml-service: circuit open; openai: the managed API failed"):
         run(router(settings_for), down, ai_down)
     with pytest.raises(NoSource, match="not configured"):
         run(router(settings_for, key=None), down, ok_ai)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import SessionDep
+from app.api.deps import IdPath, SessionDep
 from app.api.errors import APIError
 from app.crud import members
 from app.schemas.member import MemberCreate, MemberOut
@@ -22,15 +22,14 @@ async def list_members(db: SessionDep) -> list[MemberOut]:
 @router.post("/members", status_code=201)
 async def add_member(body: MemberCreate, db: SessionDep) -> MemberOut:
     """Add a member (their name is redacted from everything sent to a managed API)."""
-    name = body.name.strip()
     try:
-        return MemberOut.model_validate(await members.create(db, name))
+        return MemberOut.model_validate(await members.create(db, body.name))
     except IntegrityError:
-        raise APIError(409, "duplicate", f"a member named {name!r} exists already") from None
+        raise APIError(409, "duplicate", f"a member named {body.name!r} exists already") from None
 
 
 @router.delete("/members/{member_id}", status_code=204)
-async def remove_member(member_id: int, db: SessionDep) -> None:
+async def remove_member(member_id: IdPath, db: SessionDep) -> None:
     member = await members.get(db, member_id)
     if member is None:
         raise APIError(404, "not_found", f"no member {member_id}")

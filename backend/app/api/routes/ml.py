@@ -61,5 +61,5 @@ async def classify_image(features: FeaturesDep, settings: SettingsDep, file: Upl
     if not data:
         raise APIError(422, "invalid_input", "the uploaded file is empty")
     out = await features.classify_image(data)
-    return ImageOut(label=out.label, score=out.score, top_k=[LabelScore.model_validate(t) for t in out.top_k],
+    return ImageOut(label=out.label, score=out.score, top_k=[LabelScore(label=lb, score=sc) for lb, sc in out.top_k],
                     category=out.category, source=out.source)
