@@ -59,13 +59,13 @@ class Settings(BaseSettings):
     openai_api_key_file: Path | None = Field(default=None, description="the key in a file (a Docker secret)")
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
-    openai_timeout_s: float = Field(default=20.0, gt=0)
+    openai_timeout_s: float = Field(default=20.0, gt=0, description="an OpenAI call's whole budget, its retry included")
     vertex_project: str | None = None
     vertex_location: str | None = Field(default=None, description="e.g. europe-west4")
     vertex_endpoint_id: str | None = None
     vertex_api_endpoint: str | None = Field(default=None, description="default https://{location}-aiplatform."
                                             "googleapis.com; set for a private endpoint or a test stand-in")
-    vertex_timeout_s: float = Field(default=10.0, gt=0)
+    vertex_timeout_s: float = Field(default=10.0, gt=0, description="a Vertex call's whole budget, its retry included")
     fallback_order: str = Field(default="ml-service,vertex,openai",
                                 validation_alias=AliasChoices("ML_FALLBACK_ORDER", "FALLBACK_ORDER", "fallback_order"),
                                 description="who answers, in order: any of ml-service, vertex, openai")

@@ -62,25 +62,19 @@ class InvalidAnswer(Failure):
     """The source answered, but not in the shape asked for (HTML, `{}`, too few outputs, ...)."""
 
 
-_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
+_budget: ContextVar[tuple[float, float] | None] = ContextVar("request_budget", default=None)  # (deadline, seconds)
 
 
 @contextlib.contextmanager
 def request_budget(seconds: float) -> Iterator[None]:
     """Every call made inside shares one deadline, `seconds` from now (an enclosing earlier one wins)."""
     end = time.monotonic() + seconds
-    current = _deadline.get()
-    token = _deadline.set(end if current is None else min(end, current))
+    current = _budget.get()
+    token = _budget.set((end, seconds) if current is None or end < current[0] else current)
     try:
         yield
     finally:
-        _deadline.reset(token)
-
-
-def budget_left() -> float | None:
-    """Seconds left of the request's budget (None outside a request)."""
-    end = _deadline.get()
-    return None if end is None else end - time.monotonic()
+        _budget.reset(token)
 
 
 class CircuitBreaker:
@@ -144,14 +138,18 @@ async def call_with_retries(fn: Callable[[float], Awaitable[T]], policy: RetryPo
                             budget_s: float, sleep: Callable[[float], Awaitable[None]] | None = None) -> T:
     """Run `fn(seconds_left)` through the breaker, retrying `Retryable` failures while the budget allows. The budget
     (`budget_s`, or what is left of the request's if that is less) bounds the whole call: every attempt is cut off
-    when it runs out. `Failure`s and timeouts count against the circuit; anything else `fn` raises (a 4xx: the
-    request itself is wrong) is not retried and counts as an answer."""
+    when it runs out. `Failure`s and timeouts count against the circuit (a timeout only when the source had at
+    least half its due: not when earlier sources of the request used the time); anything else `fn` raises (a
+    4xx: the request itself is wrong) is not retried and counts as an answer."""
     start = time.monotonic()
     own = start + budget_s
-    request = _deadline.get()
-    deadline = own if request is None else min(own, request)
+    request = _budget.get()
+    deadline = own if request is None else min(own, request[0])
     if deadline - start <= 0:
         raise TimeoutError(f"no time left in the request's budget for {breaker.name}")
+    # a timeout is the source's fault when it had at least half of what it could have had; less means the
+    # sources before it in the request used the time
+    fair = deadline - start >= 0.5 * (budget_s if request is None else min(budget_s, request[1]))
     breaker.before()
     settled = False
     attempt = 0
@@ -170,11 +168,12 @@ async def call_with_retries(fn: Callable[[float], Awaitable[T]], policy: RetryPo
                 await (sleep or asyncio.sleep)(wait)
                 continue
             except TimeoutError:
-                if deadline < own:  # the request's budget ran out, not the source's: no verdict on the source
-                    raise TimeoutError(f"{breaker.name} did not answer within the request's budget") from None
+                if not fair:  # no verdict on the source: the breaker's state stays
+                    raise TimeoutError(f"{breaker.name} did not answer in what was left of the request's "
+                                       "budget") from None
                 breaker.failure()
                 settled = True
-                raise TimeoutError(f"{breaker.name} did not answer within {budget_s:g} s") from None
+                raise TimeoutError(f"{breaker.name} did not answer within {deadline - start:.3g} s") from None
             except Failure:
                 breaker.failure()
                 settled = True
