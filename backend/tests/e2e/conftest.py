@@ -4,6 +4,7 @@ managed API; started and stopped by these fixtures."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from ml_service.testing.process import spawn, stop, wait_ready
 
 BACKEND = Path(__file__).resolve().parents[2]
@@ -74,6 +77,17 @@ def black_hole() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen(64)
         yield int(s.getsockname()[1])
+
+
+def service_account_key(path: Path, token_uri: str) -> Path:
+    """A real service-account key file (a fresh RSA key) whose token endpoint is the stand-in's."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path.write_text(json.dumps({"type": "service_account", "project_id": "household", "private_key_id": "k1",
+                                "private_key": pem, "client_email": "backend@household.iam.gserviceaccount.com",
+                                "client_id": "1", "token_uri": token_uri}))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import backend_proc, black_hole, free_port, serving
-from tests.e2e.test_vertex import service_account_key
+from tests.e2e.conftest import backend_proc, black_hole, free_port, service_account_key, serving
 from tests.fake_ml import FakeMLService
 from tests.fake_openai import FakeOpenAI
 from tests.fake_vertex import FakeVertex
@@ -175,7 +174,7 @@ def test_a_hung_openai_costs_its_timeout_once(tmp_path: Path, fake_openai: FakeO
                         OPENAI_TIMEOUT_S="2", ML_REQUEST_BUDGET_S="30")
     with serving(proc) as c:
         r, took = timed(c, "POST", "/api/ml/categorize", json={"text": "Mow the lawn"})
-    assert r.status_code == 503 and 1.9 < took < 2.8, (r.status_code, took)
+    assert r.status_code == 503 and 1.9 < took < 3.2, (r.status_code, took)  # 2 x 2 s + a backoff before
     assert len(fake_openai.requests) == 1
 
 
@@ -188,12 +187,12 @@ def test_one_budget_for_the_whole_request(tmp_path: Path, fake_openai: FakeOpenA
                             ML_SERVICE_TIMEOUT_S="1.5", OPENAI_TIMEOUT_S="20", ML_REQUEST_BUDGET_S="3")
         with serving(proc) as c:
             r, took = timed(c, "POST", "/api/ml/categorize", json={"text": "Mow the lawn"})
-            assert r.status_code == 503 and 2.9 < took < 3.6, (r.status_code, took)
+            assert r.status_code == 503 and 2.9 < took < 4.0, (r.status_code, took)
             fake_openai.mode = "ok"
             r, took = timed(c, "POST", "/api/tasks", json={"title": "Walk the dog"})
-            assert r.status_code == 201 and took < 2.2, took  # ml-service's 1.5 s, then OpenAI
+            assert r.status_code == 201 and took < 2.6, took  # ml-service's 1.5 s, then OpenAI (3 s+ before)
             r, took = timed(c, "POST", "/api/tasks", json={"title": "Feed the cat", "category": "pets"})
-            assert r.status_code == 201 and took < 0.5, took  # the embedding is not waited for
+            assert r.status_code == 201 and took < 0.8, took  # the embedding is not waited for
 
 
 def test_ml_service_is_told_the_time_left(ml_service: int, tmp_path: Path) -> None:
