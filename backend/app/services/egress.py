@@ -102,7 +102,7 @@ class Egress:
         version = hashlib.sha256("\x00".join(known).encode()).hexdigest()[:16]
         sanitizer = self._sanitizers.get(version)
         if sanitizer is None:
-            sanitizer = self._sanitizers[version] = Sanitizer(member_names=known)
+            sanitizer = self._sanitizers[version] = Sanitizer(known)
             while len(self._sanitizers) > 8:
                 self._sanitizers.popitem(last=False)
         self._sanitizers.move_to_end(version)
