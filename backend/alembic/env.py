@@ -1,4 +1,6 @@
-"""Alembic's environment for the backend (async engines: SQLite through aiosqlite, PostgreSQL through asyncpg)."""
+"""Alembic's environment for the backend: on the app's own connection when it passes one (at startup:
+`Database.migrate`), else on an engine of `sqlalchemy.url` (the `alembic` command line; async drivers: SQLite
+through aiosqlite, PostgreSQL through asyncpg)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import Base
+from app.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,5 +35,7 @@ if context.is_offline_mode():
                       literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
+elif (shared := config.attributes.get("connection")) is not None:
+    _run(shared)
 else:
     asyncio.run(_online())

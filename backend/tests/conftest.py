@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.config import Settings
+from app.core.config import Settings
 from tests.fake_openai import FakeOpenAI
 
 

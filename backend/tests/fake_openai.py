@@ -1,17 +1,18 @@
 """A small local server that plays OpenAI's `/v1/chat/completions` (the real wire format, reached through the
-official `openai` client) and records every request, so tests can check what would have left the house."""
+official `openai` client) and records every request, so tests can check what would have left the house. Its
+`mode`: `ok`, `fail` (500), `hang`, `garbage` (a 200 with `{}`), `unauthorized` (401)."""
 
 from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tests.servers import ThreadedServer
 
 KEYWORDS = {"lawn": "garden", "mow": "garden", "plant": "garden", "bill": "bills", "pay": "bills", "dog": "pets",
             "cat": "pets", "car": "car", "tyre": "car", "oven": "kitchen", "dish": "kitchen", "wash": "laundry",
@@ -34,22 +35,26 @@ def answer(system: str, user: str) -> dict[str, Any]:
     return {}
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedServer):
     """`start()` it, point `OPENAI_BASE_URL` at `base_url`, read `requests` afterwards."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.fail = False
         app = FastAPI()
+        super().__init__(app)
 
         @app.post("/v1/chat/completions")
         async def completions(request: Request) -> Any:
             body = await request.json()
             self.requests.append({"headers": dict(request.headers), "body": body})
-            if self.fail:
-                from fastapi.responses import JSONResponse
-
+            if self.mode == "hang":
+                await self.hang()
+            if self.mode == "fail":
                 return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, status_code=500)
+            if self.mode == "unauthorized":
+                return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                               "code": "invalid_api_key"}}, status_code=401)
+            if self.mode == "garbage":
+                return {}
             system = next(m["content"] for m in body["messages"] if m["role"] == "system")
             user = next(m["content"] for m in body["messages"] if m["role"] == "user")
             return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
@@ -57,25 +62,18 @@ class FakeOpenAI:
                         "role": "assistant", "content": json.dumps(answer(system, user))}}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+    @property
+    def fail(self) -> bool:
+        return self.mode == "fail"
+
+    @fail.setter
+    def fail(self, value: bool) -> None:
+        self.mode = "fail" if value else "ok"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
-    def start(self) -> None:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def sent_text(self) -> str:
-        """Everything the backend sent, as one string (to look for what must never leave)."""
-        return json.dumps([r["body"] for r in self.requests], ensure_ascii=False)
+    def prompts(self) -> list[str]:
+        """The user message of every request (what the backend wrote for the model to read)."""
+        return [m["content"] for r in self.requests for m in r["body"]["messages"] if m["role"] == "user"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "backend"))  # the backend's settings (`app.config`) for the environment checks
+sys.path.insert(0, str(REPO / "backend"))  # the backend's settings (`app.core.config`) for the environment checks
 sys.path.insert(0, str(Path(__file__).parent))
 from dockerutil import REPORT, build, sh  # noqa: E402 (after the path above)
 

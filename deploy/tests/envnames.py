@@ -28,7 +28,7 @@ def ml_service_env() -> set[str]:
 
 
 def backend_env() -> set[str]:
-    from app.config import Settings
+    from app.core.config import Settings
 
     return env_names(Settings)
 

@@ -335,7 +335,7 @@ def test_replica_killed_under_load(unlimited: Cluster) -> None:
     """The backend's own client (MLServiceClient through nginx), 8 concurrent callers for 10 s; one replica is
     SIGKILLed after 3 s: no call fails and every answer is right, nginx itself answered only 200s (it re-sent the
     cut requests to the survivors), the killed replica served nothing after its death and the other two took over."""
-    from app.config import Settings
+    from app.core.config import Settings
     from app.services.ml_client import MLServiceClient, MLServiceError
 
     unlimited.heal()

@@ -1,47 +1,59 @@
-"""What the routes share: the app's services (built once in the lifespan), sessions, the household's sanitizer,
-and the error shape."""
+"""What the routes depend on, as `Annotated` dependencies: the settings, the database (a request's session, or the
+engine for work that calls out and so must not hold a session), the household's redactor, the features, and the
+path's ids."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-import numpy as np
-from fastapi import Request
-from sqlalchemy import select
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Member
-from app.services.container import Services
-from app.services.sanitize import Sanitizer
+from app.core.config import Settings
+from app.crud import members
+from app.db import Database
+from app.schemas.common import MAX_ID
+from app.services.egress import Egress, Redactor
+from app.services.features import Features
 
 
-class APIError(Exception):
-    """An error with its status, code and a message safe to show."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-def services(request: Request) -> Services:
-    s: Services = request.app.state.services
-    return s
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
 
 
-async def session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with services(request).db.sessions() as s:
-        yield s
+def get_features(request: Request) -> Features:
+    features: Features = request.app.state.features
+    return features
 
 
-async def sanitizer_for(db: AsyncSession) -> Sanitizer:
-    """The household's sanitizer: it knows the members' names."""
-    names = (await db.execute(select(Member.name))).scalars().all()
-    return Sanitizer(names)
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+FeaturesDep = Annotated[Features, Depends(get_features)]
 
 
-def to_blob(vector: list[float]) -> bytes:
-    return np.asarray(vector, dtype="<f4").tobytes()
+async def get_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    """A session for the request; only for routes that call nothing outside the process."""
+    async with db.sessions() as session:
+        yield session
 
 
-def from_blob(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4")
+async def get_sanitizer(request: Request, db: DatabaseDep) -> Redactor:
+    """The household's redactor: it knows the members' and assignees' names (read in a session of its own,
+    closed at once)."""
+    async with db.sessions() as session:
+        names = await members.names(session)
+    egress: Egress = request.app.state.egress
+    return egress.redactor(names)
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SanitizerDep = Annotated[Redactor, Depends(get_sanitizer)]
+#: an id in the path: a positive integer the id column can hold (larger ones are a 422, not a database error)
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -1,27 +1,38 @@
-"""`AIService`: the managed API (OpenAI's chat completions through the official `openai` library), used as the
-fallback for the ML features. Every prompt goes through `_call_openai`, which sanitizes it first (one place,
-so no caller can skip it) and restores the placeholders in the answer; answers are JSON checked against a
-schema (a reply that does not parse is an error, not a crash)."""
+"""`AIService`: the managed API (OpenAI's chat completions through the official `openai` library), a fallback for
+the ML features. Every prompt is made in `_ask`, which sanitizes its texts first (one place, so no caller can skip
+it) and puts the placeholders back in the answer. Calls go through the same budget, retries and breaker as the other
+sources (the library's own retries are off); answers are checked against their JSON schema."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.config import Settings
-from app.services.sanitize import Sanitizer
+from app.core.categories import CATEGORIES, Category
+from app.core.config import Settings
+from app.services.answers import ChatCompletion, parse
+from app.services.egress import Redactor
+from app.services.resilience import (
+    CircuitBreaker,
+    Guard,
+    InvalidAnswer,
+    Retryable,
+    RetryPolicy,
+    SourceError,
+    check_status,
+)
+from app.services.sanitize import Sanitized
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
-
-CATEGORIES = ["kitchen", "bathroom", "laundry", "cleaning", "garden", "shopping", "bills", "maintenance", "pets",
-              "kids", "health", "car"]
+PEER = "OpenAI"
 
 
-class AIError(Exception):
+class AIError(SourceError):
     """The managed API could not give a usable answer."""
 
 
@@ -30,12 +41,12 @@ class AINotConfigured(AIError):
 
 
 class Categorized(BaseModel):
-    category: str
+    category: Category  # anything else is an invalid answer
     score: float = Field(ge=0, le=1)
 
 
 class Intent(BaseModel):
-    intent: str
+    intent: str = Field(min_length=1, max_length=80)
     score: float = Field(ge=0, le=1)
 
 
@@ -45,7 +56,7 @@ class Ranked(BaseModel):
 
 class Suggestion(BaseModel):
     index: int
-    reason: str
+    reason: str = Field(max_length=500)
 
 
 class Suggestions(BaseModel):
@@ -53,16 +64,19 @@ class Suggestions(BaseModel):
 
 
 class AIService:
-    """The fallback's calls; `sanitizer` (the household's) is applied to every prompt."""
+    """The fallback's calls; each takes the household's `Redactor`, applied to every text of the prompt."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, breaker: CircuitBreaker | None = None) -> None:
         self.settings = settings
         self._client: Any = None
+        breaker = breaker or CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s, name=PEER)
+        self.guard = Guard(RetryPolicy(retries=1), breaker, settings.openai_timeout_s, AIError,
+                           "check OPENAI_API_KEY (or OPENAI_API_KEY_FILE)")
         if settings.openai_api_key:
             from openai import AsyncOpenAI
 
             self._client = AsyncOpenAI(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
-                                       timeout=settings.openai_timeout_s, max_retries=1)
+                                       timeout=settings.openai_timeout_s, max_retries=0)
 
     @property
     def configured(self) -> bool:
@@ -72,62 +86,80 @@ class AIService:
         if self._client is not None:
             await self._client.close()
 
-    async def _call_openai(self, prompt: str, system_prompt: str, sanitizer: Sanitizer) -> str:
-        """The guide's call, with the prompt sanitized before it leaves and the placeholders put back after."""
+    async def _complete(self, system: str, user: str, left: float) -> str:
+        """One chat completion; the openai library's failures in the terms of `call_with_retries`."""
+        import openai
+
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=self.settings.openai_model, temperature=0, response_format={"type": "json_object"},
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], timeout=left)
+        except openai.APITimeoutError:
+            raise TimeoutError(f"{PEER} did not answer in time") from None
+        except openai.APIConnectionError as exc:
+            raise Retryable(f"cannot reach {PEER}: {type(exc).__name__}") from None
+        except openai.APIStatusError as exc:
+            check_status(PEER, exc.status_code, exc.response.headers)  # 401/403, 429/5xx: raises
+            raise AIError(f"{PEER} refused the request: {exc.status_code}") from None
+        return parse(PEER, ChatCompletion, raw.http_response.content).choices[0].message.content
+
+    async def _ask(self, answer: type[M], system: str, texts: Sequence[str], prompt: Callable[[list[str]], str],
+                   redactor: Redactor) -> tuple[M, list[Sanitized]]:
+        """The one way a prompt leaves: `texts` sanitized, `prompt(sanitized texts)` sent, the answer checked."""
         if self._client is None:
             raise AINotConfigured("no OPENAI_API_KEY is configured: the managed fallback is off")
-        clean = sanitizer.sanitize(prompt)
-        try:
-            response = await self._client.chat.completions.create(
-                model=self.settings.openai_model, temperature=0,
-                response_format={"type": "json_object"},
-                messages=[{"role": "system", "content": system_prompt}, {"role": "user", "content": clean.text}])
-        except Exception as exc:  # the openai library's errors: connection, status, timeout
-            log.warning("the managed API failed: %s", type(exc).__name__)
-            raise AIError(f"the managed API failed: {type(exc).__name__}") from None
-        content = response.choices[0].message.content or ""
-        return sanitizer.restore(content, clean.mapping)
+        clean = await redactor.clean(texts)
+        user = prompt([c.text for c in clean])
 
-    async def _json(self, model: type[M], prompt: str, system_prompt: str, sanitizer: Sanitizer) -> M:
-        text = await self._call_openai(prompt, system_prompt, sanitizer)
-        try:
-            return model.model_validate(json.loads(text))
-        except (ValueError, ValidationError):
-            raise AIError("the managed API's answer was not the JSON asked for") from None
+        async def once(left: float) -> M:
+            content = await self._complete(system, user, left)
+            try:
+                return answer.model_validate(json.loads(content))
+            except (ValueError, ValidationError):
+                raise InvalidAnswer(f"{PEER}'s answer was not the JSON asked for") from None
 
-    async def categorize(self, text: str, sanitizer: Sanitizer) -> Categorized:
+        return await self.guard.call(once), clean
+
+    async def categorize(self, text: str, redactor: Redactor) -> Categorized:
         system = ("You sort household tasks into exactly one category from this list: " + ", ".join(CATEGORIES)
                   + '. Answer only JSON: {"category": <one of the list>, "score": <confidence 0..1>}.')
-        out = await self._json(Categorized, f"Task: {text}", system, sanitizer)
-        if out.category not in CATEGORIES:
-            raise AIError(f"the managed API answered an unknown category {out.category!r}")
+        out, _ = await self._ask(Categorized, system, [text], lambda t: f"Task: {t[0]}", redactor)
         return out
 
-    async def intent(self, text: str, sanitizer: Sanitizer) -> Intent:
+    async def intent(self, text: str, redactor: Redactor) -> Intent:
         system = ("You name the intent of a home assistant request as a short snake_case label (timer, "
                   "shopping_list_update, calendar, smart_home, reminder_update, ...). Answer only JSON: "
                   '{"intent": <label>, "score": <confidence 0..1>}.')
-        return await self._json(Intent, f"Request: {text}", system, sanitizer)
+        out, _ = await self._ask(Intent, system, [text], lambda t: f"Request: {t[0]}", redactor)
+        return out
 
-    async def similar(self, text: str, candidates: list[str], limit: int, sanitizer: Sanitizer) -> list[int]:
-        listing = "\n".join(f"{i}: {c}" for i, c in enumerate(candidates))
+    async def similar(self, text: str, candidates: list[str], limit: int, redactor: Redactor) -> list[int]:
+        """Indices into `candidates`, most similar first."""
         system = (f"Pick the at most {limit} tasks most similar to the query, most similar first. Answer only JSON: "
                   '{"indices": [<numbers from the list>]}.')
-        out = await self._json(Ranked, f"Query: {text}\nTasks:\n{listing}", system, sanitizer)
+
+        def prompt(t: list[str]) -> str:
+            return f"Query: {t[0]}\nTasks:\n" + "\n".join(f"{i}: {c}" for i, c in enumerate(t[1:]))
+
+        out, _ = await self._ask(Ranked, system, [text, *candidates], prompt, redactor)
         return [i for i in dict.fromkeys(out.indices) if 0 <= i < len(candidates)][:limit]
 
     async def recommend(self, household: list[str], catalog: list[str], limit: int,
-                        sanitizer: Sanitizer) -> list[Suggestion]:
+                        redactor: Redactor) -> list[Suggestion]:
+        """Catalog picks with their reasons; the catalog is public and goes as it is."""
         system = (f"Suggest the {limit} catalog tasks this household would most likely need next, given its tasks; "
                   "skip what it already has. Answer only JSON: "
                   '{"suggestions": [{"index": <catalog number>, "reason": <one short sentence>}]}.')
-        prompt = ("Household tasks:\n" + "\n".join(f"- {t}" for t in household)
-                  + "\nCatalog:\n" + "\n".join(f"{i}: {c}" for i, c in enumerate(catalog)))
-        out = await self._json(Suggestions, prompt, system, sanitizer)
+        listing = "\nCatalog:\n" + "\n".join(f"{i}: {c}" for i, c in enumerate(catalog))
+
+        def prompt(t: list[str]) -> str:
+            return "Household tasks:\n" + "\n".join(f"- {x}" for x in t) + listing
+
+        out, clean = await self._ask(Suggestions, system, household, prompt, redactor)
         seen: set[int] = set()
         picked = []
         for s in out.suggestions:
             if 0 <= s.index < len(catalog) and s.index not in seen:
                 seen.add(s.index)
-                picked.append(s)
+                picked.append(Suggestion(index=s.index, reason=redactor.restore(s.reason, clean)))
         return picked[:limit]

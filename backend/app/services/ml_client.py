@@ -1,40 +1,41 @@
 """`MLServiceClient`: the backend's one way to ml-service (the guide's `ml_client.inference(model_type, data)` plus
-typed helpers). One pooled `httpx.AsyncClient`, opened and closed with the app; bearer token; timeouts; retries
-on connection errors, 429, 502, 503 and 504 only (honouring Retry-After, within the call's budget); a circuit breaker so
-that a dead ml-service costs no latency."""
+typed helpers). One pooled `httpx.AsyncClient`, opened and closed with the app; bearer token; one time budget for
+the whole call, retries included, which ml-service is told of (`X-Request-Timeout-Ms`); retries on connection
+errors, 429, 502, 503 and 504 only (honouring Retry-After); answers checked against their shape; a circuit breaker
+so that a dead ml-service costs no latency."""
 
 from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 import httpx
 
-from app.config import Settings
-from app.services.resilience import (
-    CircuitBreaker,
-    CircuitOpen,
-    Retryable,
-    RetryPolicy,
-    ServerFailure,
-    call_with_retries,
-    send,
-)
+from app.core.config import Settings
+from app.services.answers import Classification, ClassificationOutputs, EmbeddingOutputs, Outputs, checked, parse
+from app.services.resilience import CircuitBreaker, Guard, InvalidAnswer, RetryPolicy, ServerFailure, SourceError, send
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+PEER = "ml-service"
+_CHUNK = 256  # texts per embedding call
+#: what ml-service answers about the request itself (the user's input): answered as such, no fallback
+REJECTIONS = frozenset({400, 413, 422})
 
 
 class MLServiceError(Exception):
     """Base of what the client raises."""
 
 
-class MLServiceUnavailable(MLServiceError):
-    """ml-service could not answer: down, circuit open, timed out, overloaded or failing (the fallback's cue)."""
+class MLServiceUnavailable(MLServiceError, SourceError):
+    """ml-service could not answer: down, circuit open, timed out, overloaded, failing, refusing our token, or
+    answering garbage (the fallback's cue)."""
 
 
 class MLServiceRejected(MLServiceError):
-    """ml-service answered that the request is wrong (a 4xx other than 429): not retried, no fallback."""
+    """ml-service answered that the request is wrong (400, 413, 422): not retried, no fallback."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -48,8 +49,11 @@ class MLServiceClient:
                  policy: RetryPolicy | None = None) -> None:
         self.settings = settings
         self.http = http
-        self.breaker = breaker or CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.breaker = breaker or CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s, name=PEER)
+        self.breaker.name = PEER
         self.policy = policy or RetryPolicy(retries=settings.ml_service_retries)
+        self.guard = Guard(self.policy, self.breaker, settings.ml_service_timeout_s, MLServiceUnavailable,
+                           "check ML_SERVICE_SECRET (or ML_SERVICE_SECRET_FILE) against ml-service's tokens")
 
     @staticmethod
     def make_http(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
@@ -60,57 +64,63 @@ class MLServiceClient:
                                  limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
                                  transport=transport)
 
-    async def _request(self, method: str, path: str, json: Any = None) -> Any:
-        async def once() -> Any:
-            response = await send("ml-service", self.http.request(method, path, json=json))
+    async def _request(self, method: str, path: str, body: Any, read: Callable[[httpx.Response], T]) -> T:
+        async def once(left: float) -> T:
+            timeout = httpx.Timeout(left, connect=min(1.0, left))
+            headers = {"X-Request-Timeout-Ms": str(max(1, int(left * 1000)))}  # ml-service stops when we do
+            response = await send(PEER, self.http.request(method, path, json=body, headers=headers, timeout=timeout))
             if response.status_code >= 400:
                 err = _error(response)
-                raise MLServiceRejected(response.status_code, err.get("code", "error"), err.get("message", ""))
-            return response.json()
+                if response.status_code in REJECTIONS:
+                    raise MLServiceRejected(response.status_code, err.get("code", "error"), err.get("message", ""))
+                raise ServerFailure(f"{PEER} answered {response.status_code} {err.get('code', '')}".rstrip())
+            return read(response)
 
-        try:
-            return await call_with_retries(once, self.policy, self.breaker, self.settings.ml_service_timeout_s)
-        except CircuitOpen as exc:
-            raise MLServiceUnavailable(str(exc)) from None
-        except (Retryable, ServerFailure, TimeoutError) as exc:
-            raise MLServiceUnavailable(str(exc)) from None
+        return await self.guard.call(once)
 
     async def inference(self, model_type: str, data: dict[str, Any], version: str | None = None) -> dict[str, Any]:
-        """The guide's call: `POST /inference {"model_type", "data"}`."""
+        """The guide's call: `POST /inference {"model_type", "data"}` (the answer must be a JSON object)."""
         body: dict[str, Any] = {"model_type": model_type, "data": data}
         if version is not None:
             body["version"] = version
-        result: dict[str, Any] = await self._request("POST", "/inference", body)
-        return result
+        return await self._request("POST", "/inference", body, _object)
+
+    async def _outputs(self, model: str, data: dict[str, Any], answer: type[Outputs[Any]], count: int,
+                       labels: Collection[str] | None = None) -> list[Any]:
+        def read(response: httpx.Response) -> list[Any]:
+            return checked(PEER, parse(PEER, answer, response.content).outputs, count, labels)
+
+        return await self._request("POST", "/inference", {"model_type": model, "data": data}, read)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """Sentence embeddings (384-d, normalized), in order; any number of texts (sent in chunks of 256)."""
         out: list[list[float]] = []
-        for i in range(0, len(texts), 256):
-            result = await self.inference("text-embedding", {"texts": texts[i:i + 256]})
-            out += [o["embedding"] for o in result["outputs"]]
+        for i in range(0, len(texts), _CHUNK):
+            chunk = texts[i:i + _CHUNK]
+            out += [e.embedding for e in await self._outputs("text-embedding", {"texts": chunk}, EmbeddingOutputs,
+                                                              len(chunk))]
         return out
 
-    async def classify_text(self, model: str, texts: list[str], top_k: int = 3) -> list[dict[str, Any]]:
-        """`{"label", "score", "top_k"}` per text."""
-        result = await self.inference(model, {"texts": texts, "top_k": top_k})
-        outputs: list[dict[str, Any]] = result["outputs"]
-        return outputs
+    async def classify_text(self, model: str, texts: list[str], top_k: int = 3,
+                            labels: Collection[str] | None = None) -> list[Classification]:
+        """The label, score and top_k per text (labels among `labels` when given)."""
+        return await self._outputs(model, {"texts": texts, "top_k": top_k}, ClassificationOutputs, len(texts),
+                                         labels)
 
-    async def classify_image(self, image: bytes, top_k: int = 5) -> dict[str, Any]:
-        result = await self.inference("item-classifier", {"image": base64.b64encode(image).decode("ascii"),
-                                                          "top_k": top_k})
-        output: dict[str, Any] = result["outputs"][0]
-        return output
+    async def classify_image(self, image: bytes, top_k: int = 5) -> Classification:
+        data = {"image": base64.b64encode(image).decode("ascii"), "top_k": top_k}
+        out: list[Classification] = await self._outputs("item-classifier", data, ClassificationOutputs, 1)
+        return out[0]
 
-    async def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", "/health")
-        return result
 
-    async def models(self) -> list[dict[str, Any]]:
-        result: dict[str, Any] = await self._request("GET", "/models")
-        models: list[dict[str, Any]] = result["models"]
-        return models
+def _object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise InvalidAnswer(f"{PEER}'s answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidAnswer(f"{PEER}'s answer is not a JSON object")
+    return body
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:

@@ -3,6 +3,8 @@ managed API; started and stopped by these fixtures."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from ml_service_testing.process import spawn, stop, wait_ready
 
 BACKEND = Path(__file__).resolve().parents[2]
@@ -45,6 +49,45 @@ class Proc:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
             stop(self.proc, grace=30, sig=sig)
+
+
+    @property
+    def url(self) -> str:
+        return self.ready_url.rsplit("/", 1)[0]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serving(proc: Proc, timeout: float = 60) -> Iterator[httpx.Client]:
+    """The process started, and a client to it; stopped on the way out."""
+    proc.start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=timeout) as client:
+            yield client
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[int]:
+    """A port that takes connections and never answers (what a hung peer looks like from outside)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield int(s.getsockname()[1])
+
+
+def service_account_key(path: Path, token_uri: str) -> Path:
+    """A real service-account key file (a fresh RSA key) whose token endpoint is the stand-in's."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path.write_text(json.dumps({"type": "service_account", "project_id": "household", "private_key_id": "k1",
+                                "private_key": pem, "client_email": "backend@household.iam.gserviceaccount.com",
+                                "client_id": "1", "token_uri": token_uri}))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ def test_fallback_privacy_and_recovery(real_models: Path, tmp_path: Path, fake_o
             for title in ("Walk the dog", "Pay the water bill", "Clean the oven"):
                 assert c.post("/api/tasks", json={"title": title}).json()["category_source"] == "ml-service"
             assert c.post("/api/ml/categorize", json={"text": TEXTS[0]}).json()["source"] == "ml-service"
+            assert c.post("/api/ml/recommend", json={"limit": 3}).json()["source"] == "ml-service"
             assert fake_openai.requests == []  # what ml-service can answer never goes out
 
             answers: list[tuple[float, int, str, float]] = []
@@ -65,10 +66,12 @@ def test_fallback_privacy_and_recovery(real_models: Path, tmp_path: Path, fake_o
                 == "openai"
             sim = c.post("/api/ml/similar", json={"text": "Lukas walks the puppy", "limit": 2}).json()
             assert sim["source"] == "openai" and len(sim["results"]) == 2
-            rec = c.post("/api/ml/recommend", json={"limit": 3}).json()
-            assert rec["source"] == "openai" and len(rec["recommendations"]) == 3
+            rec = c.post("/api/ml/recommend", json={"limit": 3}).json()  # every task embedded, the catalog too
+            assert rec["source"] == "stored" and len(rec["recommendations"]) == 3
             task = c.post("/api/tasks", json={"title": "Mow the lawn before Emma's party"}).json()
             assert (task["category"], task["category_source"]) == ("garden", "openai")
+            rec = c.post("/api/ml/recommend", json={"limit": 3}).json()  # a task without its embedding
+            assert rec["source"] == "openai" and len(rec["recommendations"]) == 3
             image = c.post("/api/ml/classify-image", files={"file": ("p.png", b"\x89PNG...", "image/png")})
             assert image.status_code == 503 and "never sent" in image.json()["error"]["message"]
 

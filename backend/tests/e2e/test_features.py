@@ -24,7 +24,7 @@ def test_tasks_get_categories_and_the_ml_endpoints_answer(backend: httpx.Client)
 
 def test_similar_and_recommend_for_a_pet_household(backend: httpx.Client) -> None:
     empty = backend.post("/api/ml/similar", json={"text": "anything", "limit": 3})  # no tasks yet
-    assert empty.status_code == 200 and empty.json() == {"results": [], "source": "ml-service"}
+    assert empty.status_code == 200 and empty.json() == {"results": [], "source": "none"}  # nobody was asked
     for title in ("Walk the dog in the park", "Feed the cat", "Clean the litter box", "Buy dog food",
                   "Pay the electricity bill", "Vacuum the living room"):
         assert backend.post("/api/tasks", json={"title": title}).status_code == 201
@@ -39,6 +39,8 @@ def test_similar_and_recommend_for_a_pet_household(backend: httpx.Client) -> Non
     assert all(r["reason"] for r in rec["recommendations"])
     titles = {r["title"] for r in rec["recommendations"]}
     assert "Clean the litter box" not in titles and "Walk the dog" not in titles  # what it already has
+    again = backend.post("/api/ml/recommend", json={"limit": 5}).json()  # all embedded: nothing to ask
+    assert again["source"] == "stored" and again["recommendations"] == rec["recommendations"]
 
 
 def test_a_coffee_photo_is_an_espresso_in_the_kitchen(backend: httpx.Client) -> None:

@@ -9,11 +9,9 @@ import json
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from ml_service_testing.vertex_front import VertexFront
 
-from tests.e2e.conftest import BIN, REPO, Proc, backend_proc, free_port
+from tests.e2e.conftest import BIN, REPO, Proc, backend_proc, free_port, service_account_key
 
 ROUTE = "/v1/endpoints/77/deployedModels/5"
 PII = ["Emma Smith", "Lukas", "+44 20 7946 0958", "DE89 3704 0044 0532 0130 00", "emma.smith@example.com"]
@@ -27,17 +25,6 @@ def vertex_container(models: Path, tmp: Path) -> Proc:
            "ML_SERVICE_HOST": "127.0.0.1", "ML_SERVICE_REPOSITORY_POLL_S": "0"}
     return Proc([str(BIN / "ml-service"), "serve"], env, REPO, f"http://127.0.0.1:{port}{ROUTE}",
                 tmp / f"vertex-{port}.log")
-
-
-def service_account_key(path: Path, token_uri: str) -> Path:
-    """A real service-account key file (a fresh RSA key) whose token endpoint is the stand-in's."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    path.write_text(json.dumps({"type": "service_account", "project_id": "household", "private_key_id": "k1",
-                                "private_key": pem, "client_email": "backend@household.iam.gserviceaccount.com",
-                                "client_id": "1", "token_uri": token_uri}))
-    return path
 
 
 def test_vertex_answers_when_ml_service_is_unreachable(real_models: Path, tmp_path: Path) -> None:

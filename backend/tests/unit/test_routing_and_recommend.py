@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 
 from app.services.ai import AIError, AIService
+from app.services.fallback import FallbackChain, NoSource
 from app.services.ml_client import MLServiceRejected, MLServiceUnavailable
 from app.services.recommend import CatalogItem, HouseholdTask, load_catalog, rank
-from app.services.router import HybridRouter, NoSource
 from app.services.vertex import VertexClient, VertexError
 
 
 def router(settings_for: Any, order: str = "ml-service,openai", key: str | None = "sk-test",
-           vertex: bool = False) -> HybridRouter:
+           vertex: bool = False) -> FallbackChain:
     named = {"vertex_project": "p", "vertex_location": "l", "vertex_endpoint_id": "1"} if vertex else {}
     settings = settings_for(fallback_order=order, openai_api_key=key, **named)
-    return HybridRouter(settings, AIService(settings), VertexClient(settings))
+    return FallbackChain(settings, AIService(settings), VertexClient(settings))
 
 
-def run(r: HybridRouter, ml: Any, managed: Any, vertex: Any = None) -> Any:
+def run(r: FallbackChain, ml: Any, managed: Any, vertex: Any = None) -> Any:
     calls = {k: v for k, v in {"ml-service": ml, "openai": managed, "vertex": vertex}.items() if v is not None}
     return asyncio.run(r.run(calls))
 
@@ -70,7 +70,7 @@ def test_a_rejected_request_never_goes_to_the_fallback(settings_for: Any) -> Non
 
 
 def test_both_failing_says_why(settings_for: Any) -> None:
-    with pytest.raises(NoSource, match=r"ml-service is unavailable .* the managed API failed"):
+    with pytest.raises(NoSource, match=r"ml-service: circuit open; openai: the managed API failed"):
         run(router(settings_for), down, ai_down)
     with pytest.raises(NoSource, match="not configured"):
         run(router(settings_for, key=None), down, ok_ai)
@@ -106,7 +106,7 @@ def test_the_order_names_each_known_source_once(settings_for: Any) -> None:
 
 
 def test_ml_fallback_order_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.config import Settings
+    from app.core.config import Settings
 
     monkeypatch.setenv("ML_FALLBACK_ORDER", "ml-service,vertex,openai")
     assert Settings(_env_file=None).sources == ["ml-service", "vertex", "openai"]  # type: ignore[call-arg]

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.services.sanitize import Sanitizer
+from app.services.egress import Egress
 from app.services.vertex import VertexClient, VertexError, VertexNotConfigured
 from tests.unit.test_resilience import Script
 
@@ -22,12 +22,12 @@ LABEL = {"label": "bills", "score": 0.9, "top_k": [{"label": "bills", "score": 0
 def vertex(settings_for: Any, script: Script, **over: Any) -> VertexClient:
     settings = settings_for(**{**NAMED, **over})
     c = VertexClient(settings, httpx.AsyncClient(transport=httpx.MockTransport(script)))
-    c._resolved = True  # no credentials: the overridden endpoint is called without a token
     return c
 
 
 def classify(c: VertexClient, texts: list[str], names: tuple[str, ...] = ()) -> Any:
-    return asyncio.run(c.classify_text("task-category", texts, Sanitizer(names), top_k=1))
+    out = asyncio.run(c.classify_text("task-category", texts, Egress().redactor(names), top_k=1))
+    return [o.model_dump() for o in out]
 
 
 def test_texts_leave_sanitized_to_the_named_endpoint_with_the_model(settings_for: Any) -> None:
@@ -38,8 +38,7 @@ def test_texts_leave_sanitized_to_the_named_endpoint_with_the_model(settings_for
         return httpx.Response(200, json={"predictions": [LABEL], "deployedModelId": "5"})
 
     c = VertexClient(settings_for(**NAMED), httpx.AsyncClient(transport=httpx.MockTransport(handler)))
-    c._resolved = True
-    out = asyncio.run(c.classify_text("task-category", ["Emma pays +44 20 7946 0958"], Sanitizer(["Emma"]), 1))
+    out = classify(c, ["Emma pays +44 20 7946 0958"], ("Emma",))
     assert out == [LABEL]
     assert str(seen[0].url) == "http://vertex.test/v1/projects/household/locations/europe-west4/endpoints/77:predict"
     body = json.loads(seen[0].content)
@@ -63,8 +62,9 @@ def test_a_transient_answer_is_retried_then_answered(settings_for: Any, status: 
     ((400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "instances[0] ..."}}, {}),
      "refused the request: 400 INVALID_ARGUMENT"),
     ((500, {"error": {}}, {}), "answered 500"),
-    ((200, {"predictions": [LABEL, LABEL]}, {}), "different number"),
-    ((200, {"nothing": 1}, {}), "no predictions"),
+    ((200, {"predictions": [LABEL, LABEL]}, {}), "2 outputs for 1 inputs"),
+    ((200, {"nothing": 1}, {}), r"not what was asked for \(predictions: Field required\)"),
+    ((200, {"predictions": [{"foo": 1}]}, {}), r"not what was asked for \(predictions.0.label"),
     (httpx.ConnectError("refused"), "cannot reach Vertex"),
 ])
 def test_what_vertex_cannot_answer_is_a_vertex_error(settings_for: Any, step: Any, says: str) -> None:
@@ -85,6 +85,5 @@ def test_many_texts_go_in_chunks_in_order(settings_for: Any) -> None:
         return httpx.Response(200, json={"predictions": [{"embedding": [float(t)]} for t in texts]})
 
     c = VertexClient(settings_for(**NAMED), httpx.AsyncClient(transport=httpx.MockTransport(handler)))
-    c._resolved = True
-    out = asyncio.run(c.embed([str(i) for i in range(70)], Sanitizer()))
+    out = asyncio.run(c.embed([str(i) for i in range(70)], Egress().redactor([])))
     assert out == [[float(i)] for i in range(70)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Literal, cast
 
@@ -10,6 +11,35 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Source = Literal["ml-service", "vertex", "openai"]
 SOURCES: tuple[Source, ...] = ("ml-service", "vertex", "openai")
+#: who answered: a source, or `stored` (what the backend keeps: embeddings computed before, the catalog) or `none`
+#: (nothing had to be asked: an empty household has nothing similar)
+Answerer = Literal["ml-service", "vertex", "openai", "stored", "none"]
+
+#: DATABASE_URL as users write it -> the async driver the app runs on
+_ASYNC_SCHEMES = {"sqlite": "sqlite+aiosqlite", "sqlite+pysqlite": "sqlite+aiosqlite", "sqlite+aiosqlite":
+                  "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+                  "postgresql+psycopg2": "postgresql+asyncpg", "postgresql+pg8000": "postgresql+asyncpg",
+                  "postgresql+asyncpg": "postgresql+asyncpg"}
+_DRIVERS = {"sqlite+aiosqlite": ("aiosqlite", "pip install aiosqlite"),
+            "postgresql+asyncpg": ("asyncpg", "pip install 'ml-service-backend[postgres]' (in the repository: "
+                                              "pip install './backend[postgres]')")}
+
+
+def async_database_url(url: str) -> str:
+    """`url` on the async driver (`sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`, `postgresql://` and `postgres://`
+    -> `postgresql+asyncpg://`); ValueError, saying what is accepted, for anything else or a missing driver."""
+    scheme, sep, rest = url.strip().partition("://")
+    target = _ASYNC_SCHEMES.get(scheme.lower()) if sep else None
+    if target is None:
+        raise ValueError("DATABASE_URL must be sqlite:///path/to/file.db, sqlite:// (in memory) or "
+                         "postgresql://user:password@host:5432/database")
+    module, install = _DRIVERS[target]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"DATABASE_URL is {target.split('+')[0]}, whose driver {module} is not installed: "
+                         f"{install}") from None
+    return f"{target}://{rest}"
 
 
 class Settings(BaseSettings):
@@ -29,17 +59,25 @@ class Settings(BaseSettings):
     openai_api_key_file: Path | None = Field(default=None, description="the key in a file (a Docker secret)")
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
-    openai_timeout_s: float = Field(default=20.0, gt=0)
+    openai_timeout_s: float = Field(default=20.0, gt=0, description="an OpenAI call's whole budget, its retry included")
     vertex_project: str | None = None
     vertex_location: str | None = Field(default=None, description="e.g. europe-west4")
     vertex_endpoint_id: str | None = None
     vertex_api_endpoint: str | None = Field(default=None, description="default https://{location}-aiplatform."
                                             "googleapis.com; set for a private endpoint or a test stand-in")
-    vertex_timeout_s: float = Field(default=10.0, gt=0)
+    vertex_timeout_s: float = Field(default=10.0, gt=0, description="a Vertex call's whole budget, its retry included")
     fallback_order: str = Field(default="ml-service,vertex,openai",
                                 validation_alias=AliasChoices("ML_FALLBACK_ORDER", "FALLBACK_ORDER", "fallback_order"),
                                 description="who answers, in order: any of ml-service, vertex, openai")
+    ml_request_budget_s: float = Field(default=10.0, gt=0, description="one ML request's whole time budget: every "
+                                       "source it tries, and every call it makes, within it")
+    fallback_max_tasks: int = Field(default=200, ge=1, description="at most this many of the household's tasks go "
+                                    "into one managed-API request (not done and recently changed first)")
+    fallback_max_chars: int = Field(default=16_000, ge=100, description="and at most this many characters of them")
+    sanitize_cache_size: int = Field(default=20_000, ge=0, description="sanitized texts kept (per household names)")
     database_url: str = "sqlite+aiosqlite:///./household.db"
+    database_pool_size: int = Field(default=10, ge=1, description="connections kept open (not for SQLite in memory)")
+    database_pool_timeout_s: float = Field(default=5.0, gt=0, description="wait for a free connection; then 503")
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     log_level: str = "info"
     log_format: Literal["console", "json"] = "console"
@@ -62,6 +100,11 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()}_FILE {path} cannot be read: {e.strerror}") from None
                 setattr(self, name, tokens[0] if tokens else None)
         return self
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        return async_database_url(v)
 
     @field_validator("fallback_order")
     @classmethod

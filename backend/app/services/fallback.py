@@ -1,7 +1,9 @@
-"""The guide's hybrid approach: each ML feature tries its sources in the configured order (`ML_FALLBACK_ORDER`,
-default ml-service, then Vertex AI, then OpenAI) and moves on when one cannot answer (circuit open, timeout,
-5xx, connection refused, not configured). Every answer says which source answered. A request ml-service rejects
-as wrong (4xx) is the caller's problem: it never goes to the next source."""
+"""The fallback chain (the guide's hybrid approach): each ML feature tries its sources in the configured order
+(`ML_FALLBACK_ORDER`, default ml-service, then Vertex AI, then OpenAI) and moves on when one cannot answer: a
+`SourceError` (circuit open, timeout, 5xx, connection refused, refused credentials, a garbage answer) or not
+configured. Every answer says which source answered. A request ml-service rejects as wrong (400/413/422) is the
+caller's problem: it never goes to the next source. The whole chain runs within the request's budget
+(`ML_REQUEST_BUDGET_S`, set per request in `main.py`): a source tried when it is spent fails at once."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-from app.config import Settings, Source
-from app.services.ai import AIError, AIService
-from app.services.ml_client import MLServiceUnavailable
-from app.services.vertex import VertexClient, VertexError
+from app.core.config import Settings, Source
+from app.services.ai import AIService
+from app.services.resilience import SourceError
+from app.services.vertex import VertexClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -23,7 +25,7 @@ class NoSource(Exception):
     """No source in the order could answer."""
 
 
-class HybridRouter:
+class FallbackChain:
     """Runs a feature on the sources in the configured order; returns the answer and who gave it."""
 
     def __init__(self, settings: Settings, ai: AIService, vertex: VertexClient | None = None) -> None:
@@ -35,7 +37,8 @@ class HybridRouter:
         if source == "openai" and not self.ai.configured:
             return "the OpenAI fallback is not configured (OPENAI_API_KEY)"
         if source == "vertex" and (self.vertex is None or not self.vertex.configured):
-            return "Vertex AI is not configured (VERTEX_PROJECT, VERTEX_LOCATION, VERTEX_ENDPOINT_ID)"
+            return (self.vertex and self.vertex.off) or \
+                "Vertex AI is not configured (VERTEX_PROJECT, VERTEX_LOCATION, VERTEX_ENDPOINT_ID)"
         return None
 
     async def run(self, calls: Mapping[Source, Call[T]]) -> tuple[T, Source]:
@@ -51,9 +54,7 @@ class HybridRouter:
                 continue
             try:
                 return await call(), source
-            except MLServiceUnavailable as exc:
-                errors.append(f"ml-service is unavailable ({exc})")
-            except (VertexError, AIError) as exc:
+            except SourceError as exc:
                 errors.append(f"{source}: {exc}")
         if not errors:
             errors.append("no configured source offers this feature")

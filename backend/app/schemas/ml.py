@@ -1,0 +1,70 @@
+"""The ML endpoints' bodies; every answer says which source gave it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from app.core.config import Answerer, Source
+from app.schemas.common import Text
+
+
+class TextIn(BaseModel):
+    text: Text
+
+
+class Categorized(BaseModel):
+    category: str
+    score: float
+    source: Source
+
+
+class IntentOut(BaseModel):
+    intent: str
+    score: float
+    source: Source
+
+
+class SimilarIn(TextIn):
+    limit: int = Field(default=5, ge=1, le=50)
+
+
+class SimilarTask(BaseModel):
+    task_id: int
+    title: str
+    category: str | None
+    score: float
+
+
+class SimilarOut(BaseModel):
+    results: list[SimilarTask]
+    source: Answerer
+
+
+class RecommendIn(BaseModel):
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class RecommendationOut(BaseModel):
+    title: str
+    category: str
+    every_days: int
+    score: float
+    reason: str
+
+
+class RecommendOut(BaseModel):
+    recommendations: list[RecommendationOut]
+    source: Answerer
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ImageOut(BaseModel):
+    label: str
+    score: float
+    top_k: list[LabelScore]
+    category: str | None
+    source: Source
