@@ -56,7 +56,10 @@ def _listeners(port: int) -> list[int]:
 def test_ctrl_c_on_make_run_stops_both_servers_cleanly(tmp_path: Path) -> None:
     port, backend = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'household.db'}"}
-    make = subprocess.Popen(["make", "--no-print-directory", "run", f"PORT={port}", f"BACKEND_PORT={backend}",
+    # `-o .venv/.installed`: the venv is the one running this test; a pyproject newer than its stamp must not
+    # make this test reinstall it
+    make = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "run", f"PORT={port}",
+                             f"BACKEND_PORT={backend}",
                              f"MODEL_CACHE_DIR={MODELS}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)  # its own group, as in a terminal
     try:

@@ -504,10 +504,10 @@ def test_hpa_metrics() -> None:
     for c in deployment()["spec"]["template"]["spec"]["containers"]:
         assert "cpu" in c["resources"]["requests"], c["name"]
     # the metric is one the service exports (its scrape-time collector, on a service with no models)
-    from ml_service.observe.metrics import _StateCollector
+    from ml_service.observe.metrics import ModelStateCollector
 
-    service = SimpleNamespace(registry=None, repository=SimpleNamespace(entries={}))
-    exported = {family.name for family in itertools.islice(_StateCollector(service).collect(), 4)}
+    collector = ModelStateCollector(SimpleNamespace(entries={}), None, None)  # type: ignore[arg-type]
+    exported = {family.name for family in itertools.islice(collector.collect(), 4)}
     assert metrics["Pods"]["pods"]["metric"]["name"] in exported, exported
 
 
