@@ -40,7 +40,8 @@ def redacted(text: str, name: str) -> bool:
     ("Łukasz", "Lukasz"), ("Renée", "Renee"), ("Chloé", "chloe"), ("Strauß", "Strauss"), ("Müller", "Mueller"),
     ("Ana-María", "Ana Maria"), ("Jean-Luc Picard", "Jean-Luc"), ("Jean-Luc Picard", "Luc"), ("Noël", "Noel"),
     ("Emma Smith", "Smith"), ("Maria", "MARIA"), ("O'Brien", "OBrien"), ("O'Brien", "O’Brien"),
-    ("Ludwig van Beethoven", "Beethoven"),
+    ("Ludwig van Beethoven", "Beethoven"), ("Đorđe", "Djordje"), ("Đorđe", "Dorde"), ("Ødegaard", "Oedegaard"),
+    ("Nguyễn Thị Minh", "Nguyen"), ("Müller-Lüdenscheidt", "Luedenscheidt"),
 ])
 def test_spellings_of_a_member(member: str, typed: str) -> None:
     s = Sanitizer([member])
@@ -133,6 +134,7 @@ def test_a_word_name_is_redacted_where_it_is_a_name(name: str) -> None:
     ("Summer", "Swap to summer tyres"), ("Summer", "Plan the garden for next Summer"), ("Dawn", "Up at dawn"),
     ("August", "Im August den Urlaub planen"), ("Mai", "Am 3. Mai den Rasen mähen"), ("Ernst", "Im Ernst?"),
     ("Joy", "Spark joy"), ("Sky", "Cancel the Sky subscription"), ("Jack", "Jack up the car"),
+    ("Van", "Clean the van"), ("Eve", "Wrap presents on the eve of the party"),
 ])
 def test_a_word_name_stays_a_word_where_it_is_a_word(name: str, text: str) -> None:
     out = Sanitizer([name]).sanitize(text)

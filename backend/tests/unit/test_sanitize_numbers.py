@@ -181,6 +181,10 @@ def test_any_country_international_format(region: str, rnd: object, style: str) 
     "Buy 1.234.567 grains of rice",
     "Pay 1 250 000 euros for the house in 2030",
     "Ring Grandma 2 times a week",
+    "Order #123456789 arrives Monday",
+    "Order no. 12345678 arrives Monday",
+    "Invoice 2024-0001234 is due",
+    "Tracking number 0034 5678 9012 3456",
 ])
 def test_quantities_dates_and_times_are_no_phone_numbers(text: str) -> None:
     out = S.sanitize(text)

@@ -33,6 +33,8 @@ S = Sanitizer(["Emma"])
     ("Piso en Avenida de la Constitución 12", "Avenida de la Constitución 12"),
     ("Consegna in Piazza Navona 2", "Piazza Navona 2"),
     ("Sleutels bij Nieuwe Kerkstraat 2", "Nieuwe Kerkstraat 2"),
+    ("Apt 4, 250 W 57th St", "250 W 57th St"),
+    ("Clés Rue de la Paix 12, Bruxelles", "Rue de la Paix 12"),
 ])
 def test_addresses(text: str, secret: str) -> None:
     out = roundtrips(S, text)

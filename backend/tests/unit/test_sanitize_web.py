@@ -70,6 +70,9 @@ def test_texts_that_are_no_emails(text: str) -> None:
     ("Alarm code 4711, then open the door", "4711", "Alarm code "),
     ("PIN 1234 for the safe", "1234", "PIN "),
     ("Türcode 0815#", "0815", "Türcode "),
+    ("api_key=abcd1234efgh5678", "abcd1234efgh5678", "api_key="),
+    ("Password: correct horse battery staple", "correct horse battery staple", "Password: "),
+    ("Wifi: MyNetwork / pass: hunter2", "hunter2", "MyNetwork"),
 ])
 def test_secrets(text: str, secret: str, kept: str) -> None:
     out = roundtrips(S, text)
@@ -82,6 +85,7 @@ def test_secrets(text: str, secret: str, kept: str) -> None:
     "Search https://shop.example.com/search?q=milk&page=2", "Change the PIN", "Reset the alarm code",
     "The dress code is smart casual", "Find the recipe at example.com/kitchen/descaling-guide-2024",
     "Order IKEA Billy shelf 80x28x202 cm, article 002.638.50", "Update the router firmware to v2.14.3-beta",
+    "Pass the salt", "Ask for the password", "Change the Wi-Fi key tomorrow",
 ])
 def test_texts_with_no_secrets(text: str) -> None:
     assert S.sanitize(text).text == text
@@ -122,3 +126,8 @@ def test_only_the_date_next_to_the_birth_word() -> None:
 def test_ip_addresses(text: str, secret: str) -> None:
     out = roundtrips(S, text)
     assert secret not in out.text and "[IP_1]" in out.text, out
+
+
+@pytest.mark.parametrize("text", ["Update to version 1.2.3.4", "Firmware v10.0.0.1 is out"])
+def test_versions_are_no_ip_addresses(text: str) -> None:
+    assert S.sanitize(text).text == text

@@ -58,7 +58,9 @@ def national_ids(doc: Doc) -> Spans:
         start = m.start() - 6
         if not preceded_by_word_char(text, start) and it_cf.is_valid(text[start:m.end()]):
             out.append((start, m.end()))
+    shaped = list(out)
     for m in _CUED.finditer(doc.low):
-        if sum(c.isdigit() for c in m.group(1)) >= 5:
-            out.append(m.span(1))
+        a, b = m.span(1)
+        if sum(c.isdigit() for c in m.group(1)) >= 5 and not any(s < b and a < e for s, e in shaped):
+            out.append((a, b))  # a number after an ID word, unless its shape already said what it is
     return out

@@ -25,7 +25,8 @@ MIN_NAME_LETTERS = 2
 # Parts of a name that are no name on their own ("van" of "Ludwig van Beethoven").
 PARTICLES = word_set("von van der den de del della di da du des la le zu ten ter bin binti ibn dos das do y e")
 _SPECIAL = {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ı": "i", "ŀ": "l"}
-_TRANSLIT = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "æ": "ae", "œ": "oe", "å": "aa", "ß": "ss", "þ": "th"}
+_TRANSLIT = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "æ": "ae", "œ": "oe", "å": "aa", "ß": "ss", "þ": "th",
+             "đ": "dj"}
 _DASHES = "‐‑–-"  # "-" last: a literal in a character class
 _APOSTROPHES = "'’`´ʼ"
 _NAME_CHARS = set(" .") | set(_DASHES) | set(_APOSTROPHES)
@@ -47,13 +48,14 @@ def fold(text: str) -> str:
     return "".join(c for c in key if c.isalpha())
 
 
-_COMMON_FOLDED = frozenset(fold(w) for w in COMMON_WORDS)
+_COMMON_FOLDED = frozenset(fold(w) for w in COMMON_WORDS | PARTICLES)
 
 
 def is_common_word(word: str) -> bool:
     """Whether a single word is a common English/German word (or two letters or fewer, which a word may be)."""
     letters = sum(c.isalpha() for c in word)
-    return letters <= 2 or word.casefold() in COMMON_WORDS or fold(word) in _COMMON_FOLDED
+    return letters <= 2 or word.casefold() in COMMON_WORDS or word.casefold() in PARTICLES \
+        or fold(word) in _COMMON_FOLDED
 
 
 def validate_member_name(name: str) -> str:

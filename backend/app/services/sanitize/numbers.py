@@ -116,6 +116,11 @@ _THOUSANDS = re.compile(r"^[1-9]\d{0,2}(?:([.,  ])\d{3})(?:\1\d{3})*$")
 _PHONE_CUE = re.compile(r"(?i:\b(?:call|ring|phone|tel|telephone|mobile|cell|handy|fon|telefon|mobil|tél|téléphone"
                         r"|portable|móvil|movil|teléfono|telefono|cellulare|llamar|appeler|anrufen|whatsapp|sms|text"
                         r"|fax|contact|kontakt)\b)[^\n\d]{0,20}$")
+# A reference number, not a phone number ("Order #123456789", "Invoice 2024-0001234").
+_REFERENCE_CUE = re.compile(r"(?i:\b(?:order|invoice|rechnung|facture|factura|ref|reference|booking|buchung|ticket"
+                            r"|tracking|sendung|parcel|paket|serial|model|article|artikel|art|isbn|ean|item|customer"
+                            r"|kunden|account|konto|contract|vertrag|policy|police)\b"
+                            r"(?:[ \t]*(?:no|nr|number|nummer|numéro|num)\b)?\.?|#)[ \t:.#-]*$")
 _UNIT_AFTER = re.compile(r"[ \t]*(?:[x×%€$£]|(?i:eur|euros?|usd|gbp|chf|kg|mg|ml|cm|mm|km|steps|times|mal|stück|pcs"
                          r"|pieces|items|grains|points|punkte|kcal|mah|kwh|rpm|dpi|px)\b)")
 _CURRENCY_BEFORE = re.compile(r"[€$£¥][ \t]?$")
@@ -149,8 +154,9 @@ def _is_phone(text: str, start: int, end: int, raw: str, number: phonenumbers.Ph
         return False  # a date, a time or a card's expiry read as a number
     cue = _PHONE_CUE.search(text, max(0, start - 40), start) is not None
     quantity = (_THOUSANDS.match(raw) or _UNIT_AFTER.match(text, end)
-                or _CURRENCY_BEFORE.search(text, max(0, start - 3), start))
+                or _CURRENCY_BEFORE.search(text, max(0, start - 3), start)
+                or _REFERENCE_CUE.search(text, max(0, start - 24), start))
     if quantity and not cue:
-        return False  # "1.234.567 grains", "1 250 000 euros", "€ 1250000"
+        return False  # "1.234.567 grains", "1 250 000 euros", "€ 1250000", "Order #123456789"
     international = raw.startswith("+") or (raw.startswith("00") and digits >= 9)
     return cue or international or phonenumbers.is_valid_number(number)

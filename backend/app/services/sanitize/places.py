@@ -32,8 +32,10 @@ def _quantity_after(text: str, end: int, nouns: bool = False) -> bool:
 # -- number first: English and French ---------------------------------------------------------------------------------
 _EN_LOOSE = r"street|st|road|rd|avenue|ave|lane|ln|drive|boulevard|blvd|crescent|cres|terrace|gardens|grove|mews"
 _EN_STRICT = r"way|close|place|court|ct|square|sq|row|walk|hill|green|park|view|rise|gate|yard|wharf|parade|vale"
+# "12 baker street", "221B Baker Street", "250 W 57th St"
 _EN = re.compile(rf"\d(?<![\w.,/-]\d)\d{{0,4}}[A-Za-z]?,?[ \t]+"
-                 rf"((?:[^\W\d_][\w'’.-]*[ \t]+){{1,3}})((?i:{_EN_LOOSE}|{_EN_STRICT}))\b\.?")
+                 rf"((?:(?:[^\W\d_][\w'’.-]*|\d{{1,3}}(?i:st|nd|rd|th))[ \t]+){{1,3}})((?i:{_EN_LOOSE}|{_EN_STRICT}))"
+                 r"\b\.?")
 _EN_STRICT_SET = frozenset(_EN_STRICT.split("|"))
 _FR_LOOSE = r"rue|avenue|av|boulevard|bd|impasse|chemin|allée|allee|quai|cours|sentier|voie"
 _FR_STRICT = r"place|square|cité|promenade|esplanade|parvis|villa|hameau|route|passage"
@@ -47,9 +49,9 @@ def _number_first(text: str) -> Spans:
     out: Spans = []
     for m in _EN.finditer(text):
         words = m.group(1).split()
-        if any(w.casefold().strip(".") in _NOT_A_STREET_NAME for w in words):
+        if any(w.casefold().strip(".") in _NOT_A_STREET_NAME and not (len(w) == 1 and w.isupper()) for w in words):
             continue
-        if m.group(2).casefold() in _EN_STRICT_SET and not all(w[0].isupper() for w in words):
+        if m.group(2).casefold() in _EN_STRICT_SET and not all(w[0].isupper() or w[0].isdigit() for w in words):
             continue
         out.append(m.span())
     for m in _FR.finditer(text):
@@ -95,8 +97,10 @@ _NOT_PLACES = word_set("""
 montag dienstag mittwoch donnerstag freitag samstag sonnabend sonntag wochenende morgen abend mittag nachmittag
 vormittag tag jahr monat anfang ende keller garten bad haus küche flur dach wohnzimmer schlafzimmer büro auto
 """)
+# Spanish, Italian, Portuguese, and French as Belgium and Switzerland write it ("Rue de la Paix 12")
 _STREET_FIRST = (r"(?i:calle|c/|avenida|avda\.?|paseo|plaza|pza\.?|camino|carrer|carretera|ronda|travesía|rua"
-                 r"|travessa|largo|praça|viale|piazza|piazzale|corso|vicolo|strada|lungomare)|Via")
+                 r"|travessa|largo|praça|viale|piazza|piazzale|corso|vicolo|strada|lungomare|rue|boulevard|chemin"
+                 r"|allée|impasse|quai)|Via|Avenue|Place|Route")
 _OF = r"(?:(?i:de la|de los|de las|del|de|di|della|dei|delle|da|do|dos)[ \t]+)?"
 _CAP = r"[A-ZÁÉÍÓÚÑÀÈÌÒÙÂÊÔÇ][\w'’-]*"
 _SOUTH = re.compile(rf"(?<![\w-])(?:{_STREET_FIRST})[ \t]*{_OF}{_CAP}(?:[ \t]+{_OF}{_CAP}){{0,3}},?[ \t]+$")

@@ -33,19 +33,25 @@ def emails(doc: Doc) -> Spans:
 _USERINFO = re.compile(r"(?<![\w.%+-])(?!mailto:)[\w.%+-]+:[^\s/@:]{1,128}(?=@[\w\[])")
 _AT_SIGN = re.compile("@")
 # in the lower-cased text:
-_SECRET_PARAM = re.compile(r"[?&#;][\w.\-]*(?:token|secret|passw(?:or)?d|pass|pwd|auth|key|sig|signature|session|sid"
-                           r"|code|otp|ticket|hash|jwt|credential)[\w.\-]*=([^&#\s\"'<>]{3,})")
+_SECRET_PARAM = re.compile(r"(?<![\w.\-])[\w.\-]*(?:token|secret|passw(?:or)?d|pass|pwd|auth|key|sig|signature"
+                           r"|session|sid|code|otp|ticket|hash|jwt|credential)[\w.\-]*=([^&#\s\"'<>]{3,})")
+_EQUALS = re.compile("=")
 _KNOWN_KEYS = re.compile(r"(?:(?:sk|pk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9_\-]{16,}|gh[pousr]_[A-Za-z0-9]{30,}"
                          r"|github_pat_\w{20,}|xox[abprs]-[\w-]{10,}|AKIA[0-9A-Z]{16}|AIza[\w-]{35}|glpat-[\w-]{20,}"
                          r"|npm_\w{36}|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,})(?![\w-])")
 _TOKEN = re.compile(r"[A-Za-z0-9](?<![\w-][A-Za-z0-9])[A-Za-z0-9_\-]{19,}={0,2}(?![\w-])")
-_CUE = (r"password|passwort|kennwort|passcode|passphrase|pwd|pin(?:[ -]?code)?|pin-nummer"
-        r"|(?:alarm|door|gate|safe|lock|access|security|entry|garage|key[ -]?safe)[ -]?code|alarmcode|türcode"
-        r"|tuercode|torcode|zahlencode|tresorcode|zugangscode|sicherheitscode|wi-?fi[ -]?(?:password|key|code)"
-        r"|wlan[ -]?(?:passwort|schlüssel|key|code)|mot de passe|code d'accès|digicode|contraseña|clave")
+# in the lower-cased text. A password may hold spaces: after "password:" up to four words, to the end of the
+# sentence or the next label ("... 14: next task").
+_PHRASE_WORDS = (r"password|passwort|kennwort|passphrase|pwd|pass(?=[ \t]*[:=])|wi-?fi[ -]?(?:password|key)"
+                 r"|wlan[ -]?(?:passwort|schlüssel|key)|mot de passe|contraseña|clave")
+_CODE = (r"passcode|pin(?:[ -]?code)?|pin-nummer|(?:alarm|door|gate|safe|lock|access|security|entry|garage"
+         r"|key[ -]?safe)[ -]?code|alarmcode|türcode|tuercode|torcode|zahlencode|tresorcode|zugangscode"
+         r"|sicherheitscode|wi-?fi[ -]?code|wlan[ -]?code|code d'accès|digicode")
 _TAIL = "[.,;:!?)\\]}\"']"
-_CUED = re.compile(rf"\b(?:{_CUE})\b(?:[ \t]*(?:[:=]|is|ist|lautet|est|es)[ \t]*|[ \t]+(?=\S{{3,}})(?=\S*\d))"
-                   rf"([^\s&]*?[^\s&.,;:!?)\]}}\"'])(?={_TAIL}*(?:[\s&]|$))")
+_CUED_PASSWORD = re.compile(rf"\b(?:{_PHRASE_WORDS})\b[ \t]*[:=][ \t]*([^\s&,;]+(?:[ \t]+[^\s,;:]+){{0,3}}?)"
+                            rf"(?={_TAIL}*(?:[,;\n]|[.!?](?:\s|$)|$)|[ \t]+[^\s,;]+:)")  # up to 4 words
+_CUED = re.compile(rf"\b(?:{_PHRASE_WORDS}|{_CODE})\b(?:[ \t]*(?:[:=]|is|ist|lautet|est|es)[ \t]*|[ \t]+(?=\S{{3,}})"
+                   rf"(?=\S*\d))([^\s&]*?[^\s&.,;:!?)\]}}\"'])(?={_TAIL}*(?:[\s&]|$))")
 
 
 def _random(token: str) -> bool:
@@ -63,8 +69,9 @@ def secrets(doc: Doc) -> Spans:
     """What a text says is secret, or structurally is: cued passwords and codes, URL credentials and parameters."""
     text = doc.text
     out = [m.span() for lo, hi in doc.windows(_AT_SIGN, reach=140) for m in _USERINFO.finditer(text, lo, hi)]
-    out += [m.span(1) for m in _SECRET_PARAM.finditer(doc.low)]
+    out += [m.span(1) for lo, hi in doc.windows(_EQUALS, reach=60) for m in _SECRET_PARAM.finditer(doc.low, lo, hi)]
     out += [m.span() for m in _KNOWN_KEYS.finditer(text) if not preceded_by_word_char(text, m.start(), "-")]
+    out += [m.span(1) for m in _CUED_PASSWORD.finditer(doc.low)]
     out += [m.span(1) for m in _CUED.finditer(doc.low)]
     return out
 
@@ -89,8 +96,11 @@ def _ip(value: str) -> bool:
     return True
 
 
+_VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\bver\.?|\brelease|\bfirmware|\bbuild)[ \t]*$")  # in `low`
+
+
 def ips(doc: Doc) -> Spans:
     text = doc.text
-    found = list(_IPV4.finditer(text))
+    found = [m for m in _IPV4.finditer(text) if not _VERSION_BEFORE.search(doc.low, max(0, m.start() - 12), m.start())]
     found += [m for lo, hi in doc.windows(_IPV6_TRIGGER, reach=40) for m in _IPV6.finditer(text, lo, hi)]
     return [m.span() for m in found if _ip(m.group())]

@@ -16,7 +16,7 @@ def word_set(text: str) -> frozenset[str]:
 
 # Given names (and surnames) that are also English or German words.
 NAME_WORDS = word_set("""
-bill mark rose will grace max frank hope pat june may art joy summer dawn faith ruby iris holly ivy daisy lily
+bill mark rose will grace max frank hope pat june may art joy summer dawn faith ruby iris holly ivy daisy lily eve
 robin jack sue rob don ray dean chase hunter sky river august april autumn winter spring star rich reed miles grant
 penny sandy rusty cliff dale glen drew guy herb amber pearl olive basil sage heather jasmine violet poppy hazel
 crystal destiny harmony melody charity patience prudence mercy honor honour constance verity victor earl duke king
