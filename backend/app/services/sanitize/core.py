@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from app.services.sanitize import dates, ids, names, numbers, places, web
-from app.services.sanitize.doc import Doc, Span, lower_aligned
+from app.services.sanitize.doc import Doc, Span, lower_aligned, normalized
 
 DEFAULT_REGIONS = ("GB", "US", "DE", "FR", "ES", "IT", "NL", "AT", "CH", "BE", "IE")
 
@@ -50,7 +50,8 @@ class Sanitizer:
 
     def spans(self, text: str) -> list[Span]:
         """(start, end, kind) of every piece of personal data, in order, none overlapping."""
-        doc = Doc(text, lower_aligned(text))
+        plain = normalized(text)
+        doc = Doc(plain, lower_aligned(plain))
         taken = bytearray(len(text))
         for kind, find in self._finders:
             new: list[Span] = []

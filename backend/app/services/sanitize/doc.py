@@ -16,6 +16,22 @@ Span = tuple[int, int, str]
 Spans = list[tuple[int, int]]
 
 
+# One character for one, so that positions stay those of the original: every kind of space (no-break, thin,
+# zero-width) becomes " ", every dash "-", and an underscore that wraps words (markdown's `_12 Baker Street_`) " ".
+_SAME_LENGTH = str.maketrans({c: " " for c in "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+                              "\u2009\u200a\u200b\u200c\u200d\u202f\u205f\u2060\u3000\ufeff"}
+                             | {c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
+_WRAPPING_UNDERSCORE = re.compile(r"(?<!\w)_+|_+(?!\w)")
+
+
+def normalized(text: str) -> str:
+    """The text as the finders read it: same length, spaces, dashes and markdown underscores made plain."""
+    out = text.translate(_SAME_LENGTH)
+    if "_" in out:
+        out = _WRAPPING_UNDERSCORE.sub(lambda m: " " * len(m.group()), out)
+    return out
+
+
 def lower_aligned(text: str) -> str:
     """`text.lower()`, character for character (a few characters lower-case to two, e.g. "İ": kept as they are)."""
     low = text.lower()

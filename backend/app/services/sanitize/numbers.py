@@ -15,7 +15,7 @@ from app.services.sanitize.doc import Doc, Spans, preceded_by_word_char
 
 # -- IBAN -------------------------------------------------------------------------------------------------------------
 # anchored on the check digits, which follow the two letters of the country
-_IBAN = re.compile(r"\d(?<=[A-Za-z]{2}\d)\d(?:[ \-]{0,2}[A-Za-z0-9]){10,32}")
+_IBAN = re.compile(r"\d(?<=[A-Za-z]{2}\d)\d(?:[ \-]{0,3}[A-Za-z0-9]){10,32}")
 _IBAN_DB = stdnum.numdb.get("iban")
 
 
@@ -61,7 +61,7 @@ def ibans(doc: Doc) -> Spans:
 
 
 # -- payment cards ----------------------------------------------------------------------------------------------------
-_CARD_RUN = re.compile(r"\d(?<!\d\d)(?:[ \-]?\d){12,60}")  # 13 digits or more, in groups
+_CARD_RUN = re.compile(r"\d(?<!\d\d)(?:[ \-]{0,2}\d){12,60}")  # 13 digits or more, in groups
 # How card numbers are grouped when written: 4-4-4-4, 4-6-5 (Amex), 4-6-4 (Diners), 4-4-4-4-3, 4-4-4-1, or not at all.
 _GROUPINGS = {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 1)}
 _BRAND_LENGTHS = {"2": (16,), "3": (14, 15, 16, 17, 18, 19), "4": (13, 16, 19), "5": (16, 17, 18, 19),

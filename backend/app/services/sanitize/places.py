@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from app.services.sanitize.doc import Doc, Spans, preceded_by_word_char
-from app.services.sanitize.words import FUNCTION_WORDS, UNITS, word_set
+from app.services.sanitize.words import COMMON_WORDS, FUNCTION_WORDS, UNITS, word_set
 
 _NOT_A_STREET_NAME = FUNCTION_WORDS | UNITS | word_set(
     "along across around down through into onto near behind past towards toward beside between under")
@@ -71,7 +71,7 @@ def _number_first(text: str) -> Spans:
 
 # -- number last: German, Dutch, Spanish, Italian, Portuguese ---------------------------------------------------------
 # A number after a word and a space ("Hauptstraße 5", "Calle Mayor, 3"); what precedes it is then looked at.
-_NUMBER_AFTER_WORD = re.compile(r"\d(?<=[\w.,][ \t]\d)")
+_NUMBER_AFTER_WORD = re.compile(r"\d(?<=[ \t]\d)")
 _DE_NUM = re.compile(r"\d{1,4}(?:[ \t]?[a-zA-Z](?![\w]))?(?:[ \t]?[-–/][ \t]?\d{1,4}[a-z]?)?(?![\w])")
 _SHORT_NUM = re.compile(r"\d{1,3}(?:[ \t]?[a-z](?![\w]))?(?![\w])")
 _PLAIN_NUM = re.compile(rf"{_NUM}(?![\w])")
@@ -173,7 +173,7 @@ RG RH RM SA SE SG SK SL SM SN SO SP SR SS ST SW SY TA TD TF TN TQ TR TS TW UB WA
 S W
 """)
 # anchored on the outward code's digit; its one or two letters are looked at before it
-_UK = re.compile(r"\d(?<=[A-Za-z]\d)[A-Za-z\d]?[ \t]?\d(?i:[ABD-HJLNP-UW-Z]{2})(?![\w-])")
+_UK = re.compile(r"\d(?<=[A-Za-z]\d)[A-Za-z\d]?[ \t]{0,2}\d(?i:[ABD-HJLNP-UW-Z]{2})(?![\w-])")
 _US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC"
               "|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY")
 _ZIP = re.compile(r"\d(?<![\w-]\d)\d{4}(-\d{4})?(?![\w-])")
@@ -221,7 +221,8 @@ def postcodes(doc: Doc) -> Spans:
 # -- number plates ----------------------------------------------------------------------------------------------------
 _NOT_DISTRICTS = word_set("USB LED DVB HDMI ISO DIN EN IEC IP UV TV PC HD UHD SD CD DVD MP PS AC DC GPS LTE EU UK US "
                           "VAT WI PH XL COVID SARS ABS ESP")
-_UK_PLATE = re.compile(r"[A-Z](?<![\w-][A-Z])[A-Z]\d{2}[ \t]?[A-Z]{3}(?![\w-])")
+# UK: two letters, two digits, three letters, in any case (anchored on the first digit; "rm12 the" is no plate)
+_UK_PLATE = re.compile(r"\d(?<=[A-Za-z]{2}\d)\d[ \t]{0,2}([A-Za-z]{3})(?![\w-])")
 _DE_PLATE = re.compile(r"([A-ZÄÖÜ](?<![\w-][A-ZÄÖÜ])[A-ZÄÖÜ]{0,2})-[A-Z]{1,2}[ \t-]?[1-9]\d{0,3}[EH]?(?![\w-]|\.\d)")
 _FR_IT_PLATE = re.compile(r"[A-Z](?<![\w-][A-Z])[A-Z]([- ]?)\d{3}\1[A-Z]{2}(?![\w-])")
 _NL_PLATE = re.compile(r"[A-Z\d](?<![\w-][A-Z\d])[A-Z\d]{0,2}-[A-Z\d]{2,3}-[A-Z\d]{1,3}(?![\w-])")
@@ -252,7 +253,9 @@ def _cued_plate(m: re.Match[str]) -> tuple[int, int] | None:
 
 def plates(doc: Doc) -> Spans:
     text = doc.text
-    out = [m.span() for p in (_UK_PLATE, _FR_IT_PLATE) for m in p.finditer(text)]
+    out = [(m.start() - 2, m.end()) for m in _UK_PLATE.finditer(text)
+           if not preceded_by_word_char(text, m.start() - 2, "-") and m.group(1).casefold() not in COMMON_WORDS]
+    out += [m.span() for m in _FR_IT_PLATE.finditer(text)]
     out += [m.span() for m in _DE_PLATE.finditer(text) if m.group(1) not in _NOT_DISTRICTS]
     out += [m.span() for m in _NL_PLATE.finditer(text) if _nl(m.group())]
     out += [s for m in _PLATE_CUE.finditer(doc.low) if (s := _cued_plate(m))]

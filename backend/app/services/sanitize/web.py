@@ -30,7 +30,9 @@ def emails(doc: Doc) -> Spans:
 
 
 # -- secrets ----------------------------------------------------------------------------------------------------------
-_USERINFO = re.compile(r"(?<![\w.%+-])(?!mailto:)[\w.%+-]+:[^\s/@:]{1,128}(?=@[\w\[])")
+# user:password@ in a URL; without a scheme only before an IP address, a port or a path ("Re:emma@x.com" is mail)
+_USERINFO = re.compile(r"(?<=://)[\w.%+-]+:[^\s/@:]{1,128}(?=@[\w\[])"
+                       r"|(?<![\w.%+:/-])[\w.%+-]+:[^\s/@:]{1,128}(?=@(?:\d{1,3}\.){3}\d|@[\w.-]+(?::\d|/))")
 _AT_SIGN = re.compile("@")
 # in the lower-cased text:
 _SECRET_PARAM = re.compile(r"(?<![\w.\-])[\w.\-]*(?:token|secret|passw(?:or)?d|pass|pwd|auth|key|sig|signature"
