@@ -115,6 +115,7 @@ def test_no_catalog_title_changes_in_a_prompt() -> None:
 def test_a_word_name_is_redacted_where_it_is_a_name(name: str) -> None:
     s = Sanitizer([name])
     for text in [f"Ask {name} to pay the bill", f"{name} pays the rent", f"Remind {name}, then call the vet",
+                 f"{name} kommt um 3", f"Mit {name} den Keller aufräumen",
                  f"{name}'s bike needs new brakes", f"Geschenk für {name} kaufen", f"Pick up {name} at 3",
                  f"{name.upper()} IS LATE", f"Task: {name} takes the bins out"]:
         out = roundtrips(s, text)
@@ -135,6 +136,8 @@ def test_a_word_name_is_redacted_where_it_is_a_name(name: str) -> None:
     ("August", "Im August den Urlaub planen"), ("Mai", "Am 3. Mai den Rasen mähen"), ("Ernst", "Im Ernst?"),
     ("Joy", "Spark joy"), ("Sky", "Cancel the Sky subscription"), ("Jack", "Jack up the car"),
     ("Van", "Clean the van"), ("Eve", "Wrap presents on the eve of the party"),
+    ("Keller", "Keller aufräumen"), ("Sonne", "Sonne tanken"), ("Ernst", "Ernst nehmen"),
+    ("Koch", "Der Koch kommt um 5"), ("Mai", "Rasen mähen bis 3. Mai"), ("Till", "Till 3 Uhr warten"),
 ])
 def test_a_word_name_stays_a_word_where_it_is_a_word(name: str, text: str) -> None:
     out = Sanitizer([name]).sanitize(text)

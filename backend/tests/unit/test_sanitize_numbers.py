@@ -49,7 +49,8 @@ def test_any_iban_in_any_text(before: str, typed: str, after: str) -> None:
     text = before + typed + after
     out = roundtrips(S, text)
     assert out.mapping.get("[IBAN_1]") == typed, (text, out)
-    assert out.text == before + "[IBAN_1]" + after
+    # what follows is left as it is, unless it is personal data itself ("50 50 50 50" may be a phone number)
+    assert out.text == before + "[IBAN_1]" + S.sanitize(after).text
 
 
 @pytest.mark.parametrize(("text", "secret"), [
@@ -138,8 +139,9 @@ def test_any_spanish_dni(n: int, sep: str, before: str) -> None:
 
 
 # -- phone numbers --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("phone", ["+972 52-123-4567", "+1 415 555 2671", "+49 151 2345 678", "0044 20 7946 0958",
-                                   "+33 6 12 34 56 78", "+91 98765 43210", "+86 138 0013 8000", "+61 4 1234 5678"])
+@pytest.mark.parametrize("phone", ["+972 52-123-4567", "+682-71-000", "+1 415 555 2671", "+49 151 2345 678",
+                                   "0044 20 7946 0958", "+33 6 12 34 56 78", "+91 98765 43210", "+86 138 0013 8000",
+                                   "+61 4 1234 5678"])
 def test_international_numbers_possible_or_valid(phone: str) -> None:
     out = roundtrips(S, f"Call {phone} about the boiler")
     assert phone not in out.text and out.mapping.get("[PHONE_1]") == phone, out

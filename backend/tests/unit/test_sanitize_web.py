@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ S = Sanitizer([])
     ("mailto:emma+bills@example.co.uk?subject=rent", "emma+bills@example.co.uk"),
     ("Écrire à françois.dupont@exemple.fr", "françois.dupont@exemple.fr"),
     ("Почта: иван@пример.рф", "иван@пример.рф"),
+    ("Mail a_.b@example.com about it", "a_.b@example.com"), ("Mail _emma@example.com_ now", "emma@example.com"),
 ])
 def test_emails(text: str, secret: str) -> None:
     out = roundtrips(S, text)
@@ -42,7 +45,7 @@ def test_any_email(local: str, domain: str, tld: str, seps: tuple[str, str]) -> 
     email = f"{local}{at}{domain}{dot}{tld.replace('.', dot)}"
     out = roundtrips(S, f"Mail {email} about the rent")
     assert email not in out.text and "[EMAIL_1]" in out.text, (email, out)
-    assert domain not in out.text.replace("[EMAIL_1]", "")
+    assert not re.search(rf"(?<!\w){re.escape(domain)}(?!\w)", out.text), out
 
 
 @pytest.mark.parametrize("text", ["Look at example.com for a new kettle", "Meet at home at 5", "Click the (at) sign",

@@ -21,7 +21,7 @@ Spans = list[tuple[int, int]]
 _SAME_LENGTH = str.maketrans({c: " " for c in "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
                               "\u2009\u200a\u200b\u200c\u200d\u202f\u205f\u2060\u3000\ufeff"}
                              | {c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
-_WRAPPING_UNDERSCORE = re.compile(r"(?<!\w)_+|_+(?!\w)")
+_WRAPPING_UNDERSCORE = re.compile(r"(?<![^\s(\[{\"'*])_+(?=\w)|(?<=\w)_+(?=[.,;:!?)\]}\"'*]*(?:\s|$))")
 
 
 def normalized(text: str) -> str:

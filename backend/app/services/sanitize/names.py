@@ -145,7 +145,8 @@ def _pattern(variant: str) -> str:
 
 
 _PREV_WORDS = re.compile(r"(?:([^\W_]+)\.?[ \t]+)?([^\W_]+)\.?[ \t]+$")
-_NEXT_WORD = re.compile(r"(?:['’`´ʼ]?s\b|['’`´ʼ])?[ \t]*([^\W_]+)?")
+_NEXT_WORD = re.compile(r"(?:['’`´ʼ]?s\b|['’`´ʼ])?[ \t]*([^\W_]+)?([ \t]*(?:[.!?;,\n]|$))?")
+_INFINITIVE = ("en", "ern", "eln")  # German tasks end in one: "Keller aufräumen", "Sonne tanken"
 _SENTENCE_START = re.compile(r"(?:[.!?:;\n])[\s\"'“”‘’«»„(\[*•·>–—-]*(?:\d{1,4}[.):]?[ \t]+)?[\s\"“‘«„(\[*•·>–—-]*$")
 
 
@@ -164,11 +165,13 @@ def _is_name(text: str, start: int, end: int) -> bool:
         return False  # "the Bill", "Pay The Electricity Bill", "im Mai"
     nxt_match = _NEXT_WORD.match(text, end)
     nxt = (nxt_match.group(1) or "") if nxt_match else ""
+    last = bool(nxt_match and nxt_match.group(2) is not None)  # the next word ends the sentence
     folded = token.casefold()
     if folded in TIME_WORDS and (w1 in TIME_PREPOSITIONS or w1[:1].isdigit() or nxt[:1].isdigit()):
         return False  # "3 May", "May 3", "in May", "next Summer"
-    verb_like = folded in FUNCTION_WORDS or nxt.casefold() in FOLLOWERS or nxt[:1].isdigit()
-    # at a sentence's start: "Mark the calendar", "Will it rain?", "May I", "Max 3 per day"
+    verb_like = (folded in FUNCTION_WORDS or nxt.casefold() in FOLLOWERS or nxt[:1].isdigit()
+                 or (last and nxt.islower() and nxt.endswith(_INFINITIVE)))
+    # at a sentence's start: "Mark the calendar", "Will it rain?", "May I", "Max 3 per day", "Sonne tanken"
     return not (verb_like and _SENTENCE_START.search(before))
 
 

@@ -132,12 +132,12 @@ def phones(doc: Doc, regions: Sequence[str] = ()) -> Spans:
     text = doc.text
     out: set[tuple[int, int]] = set()
     for window in _PHONE_WINDOW.finditer(text):
-        if _DATEISH.match(window.group()):
-            continue
         lo = max(0, window.start() - 4)  # a leading "+" or "(" and what comes before it
         hi = min(len(text), window.end() + 2)
         chunk = text[lo:hi]
         international = "+" in text[lo:window.start()]
+        if not international and _DATEISH.match(window.group()):
+            continue
         for region in regions[:1] if international else regions:  # "+44 ..." reads the same in every region
             found = [(lo + m.start, lo + m.end)
                      for m in phonenumbers.PhoneNumberMatcher(chunk, region, leniency=phonenumbers.Leniency.POSSIBLE)
