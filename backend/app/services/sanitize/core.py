@@ -45,7 +45,7 @@ class Sanitizer:
             ("ID", ids.national_ids), ("DOB", dates.births), ("IP", web.ips),
             ("PHONE", partial(numbers.phones, regions=self.regions)), ("SECRET", web.tokens),
             ("PLATE", places.plates), ("ADDRESS", places.addresses), ("POSTCODE", places.postcodes),
-            ("PERSON", lambda doc: self._names.find(doc.text)),
+            ("PERSON", self._names.find),
         ]
 
     def spans(self, text: str) -> list[Span]:

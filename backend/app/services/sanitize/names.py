@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from app.services.sanitize.doc import Doc
 from app.services.sanitize.words import (
     COMMON_WORDS,
     DETERMINERS,
@@ -24,9 +25,8 @@ from app.services.sanitize.words import (
 MIN_NAME_LETTERS = 2
 # Parts of a name that are no name on their own ("van" of "Ludwig van Beethoven").
 PARTICLES = word_set("von van der den de del della di da du des la le zu ten ter bin binti ibn dos das do y e")
+TITLES = word_set("dr mr mrs ms miss mx prof sir dame rev herr frau hr fr mme mlle mme sr jr sra srta")
 _SPECIAL = {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ı": "i", "ŀ": "l"}
-_TRANSLIT = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "æ": "ae", "œ": "oe", "å": "aa", "ß": "ss", "þ": "th",
-             "đ": "dj"}
 _DASHES = "‐‑–-"  # "-" last: a literal in a character class
 _APOSTROPHES = "'’`´ʼ"
 _NAME_CHARS = set(" .") | set(_DASHES) | set(_APOSTROPHES)
@@ -75,44 +75,53 @@ def _letters(text: str) -> int:
     return sum(c.isalpha() for c in text)
 
 
+_EDGE_PUNCTUATION = "()[]{}<>\"“”„«».,;:!?*/\\|"
+
+
 def variants(name: str) -> set[str]:
-    """The whole name and each part a person may be called by alone (parts of two letters or more, no particles)."""
-    try:
-        name = validate_member_name(name)
-    except ValueError:
-        return set()  # stored before names were checked (e.g. "a"): matching it would redact every "a"
+    """The whole name and each part a person may be called by alone (two letters or more, no particles or titles).
+    Any string is taken (an assignee need not pass `validate_member_name`), but nothing with fewer than two
+    letters: a stored "a" would redact every "a"."""
+    name = " ".join(unicodedata.normalize("NFC", name).split()).strip(_EDGE_PUNCTUATION + " ")
+    if _letters(name) < MIN_NAME_LETTERS:
+        return set()
     out = {name}
     for token in name.split():
-        parts = [p.strip(".") for p in re.split(f"[{_DASHES}]", token)]
+        token = token.strip(_EDGE_PUNCTUATION)
+        parts = [p.strip(_EDGE_PUNCTUATION) for p in re.split(f"[{_DASHES}]", token)]
         for part in ([token] if len(parts) > 1 else []) + parts:
-            if _letters(part) >= MIN_NAME_LETTERS and part.casefold() not in PARTICLES:
+            if _letters(part) >= MIN_NAME_LETTERS and part.casefold() not in PARTICLES | TITLES:
                 out.add(part)
     return out
 
 
-def _letter_classes() -> dict[str, str]:
-    """For each ASCII letter, itself and every accented Latin letter that is written as it."""
-    classes: dict[str, str] = {}
-    for code in range(0xC0, 0x250):
-        c = chr(code).lower()
-        base = strip_accents(c).lower()
-        if len(base) == 1 and base.isascii() and base.isalpha() and c != base:
-            classes[base] = classes.get(base, base) + c
-    return {k: "".join(dict.fromkeys(v)) for k, v in classes.items()}
+def _fold_table() -> dict[int, str]:
+    """Accented Latin letters (and ł, ø, đ, ...) to their base letter, where that is one letter: `folded` keeps
+    every position, so names are matched in a lower-cased, accent-free copy of the text with small patterns."""
+    table: dict[int, str] = {}
+    for code in (*range(0xC0, 0x250), *range(0x1E00, 0x1F00)):
+        base = strip_accents(chr(code)).lower()
+        if len(base) == 1 and base != chr(code):
+            table[code] = base
+    return table
 
 
-_CLASSES = _letter_classes()
+_FOLD = _fold_table()
 
 
-def _letter(c: str) -> str:
-    base = strip_accents(c).lower()
-    if len(base) == 1 and base in _CLASSES:
-        return f"[{_CLASSES[base]}]"
-    return re.escape(c.lower())
+def folded(low: str) -> str:
+    """A lower-cased text without accents, character for character (ß, æ, œ, þ stay: they are two letters)."""
+    return low.translate(_FOLD)
+
+
+# How a stored letter may be typed, in the folded text: "ü" as "ue" or "u", "ß" as "ss", "ø" as "oe" or "o", ...
+_TYPED = {"ä": "(?:ae|a)", "ö": "(?:oe|o)", "ü": "(?:ue|u)", "ß": "(?:ss|ß)", "æ": "(?:ae|æ)", "œ": "(?:oe|œ)",
+          "þ": "(?:th|þ)", "ø": "(?:oe|o)", "å": "(?:aa|a)", "đ": "(?:dj|d)"}
 
 
 def _pattern(variant: str) -> str:
-    """A regex for every spelling of one variant: accents optional, umlauts as `ue` or `u`, and back."""
+    """A regex, for the folded text, of every spelling of one variant: without accents, umlauts as `ue` or `u`,
+    and back ("Juergen" typed "Jürgen" or "Jurgen")."""
     out: list[str] = []
     low = variant.lower()
     long_enough = _letters(variant) >= 5  # "Juergen" may be typed "Jurgen"; "Zoe" is not "Zo"
@@ -120,18 +129,17 @@ def _pattern(variant: str) -> str:
     while i < len(low):
         c, pair = low[i], low[i:i + 2]
         if i > 0 and pair in ("ae", "oe", "ue"):  # a transliterated umlaut, or just two letters: both
-            alts = [_letter(pair[0]) + _letter("e"), {"ae": "ä", "oe": "ö", "ue": "ü"}[pair]]
-            out.append("(?:" + "|".join([*alts, _letter(pair[0])] if long_enough else alts) + ")")
+            out.append(f"(?:{pair}|{pair[0]})" if long_enough else pair)
             i += 2
             continue
         if pair == "ss":
             out.append("(?:ss|ß)")
             i += 2
             continue
-        if c in _TRANSLIT:
-            out.append(f"(?:{_letter(c)}|{re.escape(_TRANSLIT[c])}|{re.escape(c)})")
+        if c in _TYPED:
+            out.append(_TYPED[c])
         elif c.isalpha():
-            out.append(_letter(c))
+            out.append(re.escape(folded(c)))
         elif c in _DASHES or c.isspace():
             out.append(rf"[\s{_DASHES}]{{0,2}}")
         elif c in _APOSTROPHES:
@@ -183,14 +191,15 @@ class NameMatcher:
         ordered = sorted(found, key=lambda v: (-_letters(v), v))  # the whole name before its parts
         alternatives = "|".join(dict.fromkeys(_pattern(v) for v in ordered))
         end = f"(?=(?:[{_APOSTROPHES}]?s)?[{_APOSTROPHES}]?(?!\\w))"  # a genitive may follow: Marias, Maria's
-        self.pattern = re.compile(rf"(?<!\w)(?:{alternatives}){end}", re.IGNORECASE) if found else None
+        self.pattern = re.compile(rf"(?<!\w)(?:{alternatives}){end}") if found else None
 
-    def find(self, text: str) -> list[tuple[int, int]]:
+    def find(self, doc: Doc) -> list[tuple[int, int]]:
         if self.pattern is None:
             return []
+        text = doc.text
         out = []
-        for m in self.pattern.finditer(text):
-            word = m.group()
+        for m in self.pattern.finditer(folded(doc.low)):
+            word = text[m.start():m.end()]
             if (any(c.isspace() or c in _DASHES for c in word) or not is_common_word(word)
                     or _is_name(text, m.start(), m.end())):
                 out.append(m.span())
