@@ -187,6 +187,8 @@ def test_any_country_international_format(region: str, rnd: object, style: str) 
     "Order no. 12345678 arrives Monday",
     "Invoice 2024-0001234 is due",
     "Tracking number 0034 5678 9012 3456",
+    "Ref DE00 3704 0044 0532 0130 00 EUR 50",
+    "Parcel 1Z 999 0044 2079 4609 58",
 ])
 def test_quantities_dates_and_times_are_no_phone_numbers(text: str) -> None:
     out = S.sanitize(text)

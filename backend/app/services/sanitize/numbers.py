@@ -123,6 +123,7 @@ _REFERENCE_CUE = re.compile(r"(?i:\b(?:order|invoice|rechnung|facture|factura|re
                             r"(?:[ \t]*(?:no|nr|number|nummer|numéro|num)\b)?\.?|#)[ \t:.#-]*$")
 _UNIT_AFTER = re.compile(r"[ \t]*(?:[x×%€$£]|(?i:eur|euros?|usd|gbp|chf|kg|mg|ml|cm|mm|km|steps|times|mal|stück|pcs"
                          r"|pieces|items|grains|points|punkte|kcal|mah|kwh|rpm|dpi|px)\b)")
+_DIGITS_BEFORE = re.compile(r"\d[ \-./]?$")  # the number goes on to the left: part of something longer
 _CURRENCY_BEFORE = re.compile(r"[€$£¥][ \t]?$")
 
 
@@ -155,8 +156,9 @@ def _is_phone(text: str, start: int, end: int, raw: str, number: phonenumbers.Ph
     cue = _PHONE_CUE.search(text, max(0, start - 40), start) is not None
     quantity = (_THOUSANDS.match(raw) or _UNIT_AFTER.match(text, end)
                 or _CURRENCY_BEFORE.search(text, max(0, start - 3), start)
-                or _REFERENCE_CUE.search(text, max(0, start - 24), start))
+                or _REFERENCE_CUE.search(text, max(0, start - 24), start)
+                or _DIGITS_BEFORE.search(text, max(0, start - 2), start))
     if quantity and not cue:
-        return False  # "1.234.567 grains", "1 250 000 euros", "€ 1250000", "Order #123456789"
+        return False  # "1.234.567 grains", "1 250 000 euros", "€ 1250000", "Order #123456789", "DE00 3704 0044 ..."
     international = raw.startswith("+") or (raw.startswith("00") and digits >= 9)
     return cue or international or phonenumbers.is_valid_number(number)
