@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ PEER = "ml-service"
 _CHUNK = 256  # texts per embedding call
 #: what ml-service answers about the request itself (the user's input): answered as such, no fallback
 REJECTIONS = frozenset({400, 413, 422})
+_last_warning: dict[str, float] = {}
 
 
 class MLServiceError(Exception):
@@ -32,6 +34,12 @@ class MLServiceError(Exception):
 class MLServiceUnavailable(MLServiceError, SourceError):
     """ml-service could not answer: down, circuit open, timed out, overloaded, failing, refusing our token, or
     answering garbage (the fallback's cue)."""
+
+
+class MLServiceModelFailed(MLServiceError, SourceError):
+    """ml-service is up, but the model failed to load as it is on disk (503 `model_failed`, no Retry-After): the
+    next source answers at once; not retried, and not counted against ml-service's circuit (its other models
+    serve)."""
 
 
 class MLServiceRejected(MLServiceError):
@@ -68,7 +76,8 @@ class MLServiceClient:
         async def once(left: float) -> T:
             timeout = httpx.Timeout(left, connect=min(1.0, left))
             headers = {"X-Request-Timeout-Ms": str(max(1, int(left * 1000)))}  # ml-service stops when we do
-            response = await send(PEER, self.http.request(method, path, json=body, headers=headers, timeout=timeout))
+            response = await send(PEER, self.http.request(method, path, json=body, headers=headers, timeout=timeout),
+                                  _model_failed)
             if response.status_code >= 400:
                 err = _error(response)
                 if response.status_code in REJECTIONS:
@@ -121,6 +130,19 @@ def _object(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidAnswer(f"{PEER}'s answer is not a JSON object")
     return body
+
+
+def _model_failed(response: httpx.Response) -> Exception | None:
+    if response.status_code != 503 or "retry-after" in response.headers:
+        return None
+    err = _error(response)
+    if err.get("code") != "model_failed":
+        return None
+    now = time.monotonic()
+    if now - _last_warning.get("model_failed", -60.0) >= 60.0:  # at most once a minute: every request would say it
+        _last_warning["model_failed"] = now
+        log.warning("ml-service: %s; falling back without retrying", err.get("message", "a model failed to load"))
+    return MLServiceModelFailed(f"{PEER}: {err.get('message', 'the model failed to load')}")
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:

@@ -207,10 +207,12 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return float(value) if value.replace(".", "", 1).isdigit() else None
 
 
-async def send(peer: str, request: Awaitable[httpx.Response]) -> httpx.Response:
+async def send(peer: str, request: Awaitable[httpx.Response],
+               permanent: Callable[[httpx.Response], Exception | None] | None = None) -> httpx.Response:
     """One HTTP exchange with `peer`, its failures in the terms of `call_with_retries`: never sent, or cut off
     (refused, reset, dropped mid-answer) -> Retryable (the calls are safe to repeat); sent but unanswered in time ->
-    TimeoutError (not tried again within the budget); statuses as `check_status` reads them."""
+    TimeoutError (not tried again within the budget); statuses as `check_status` reads them, except an answer
+    `permanent` recognises (the source says retrying cannot help): its exception is raised as it is."""
     try:
         response = await request
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent
@@ -219,6 +221,10 @@ async def send(peer: str, request: Awaitable[httpx.Response]) -> httpx.Response:
         raise TimeoutError(f"{peer} did not answer in time") from exc
     except httpx.TransportError as exc:
         raise Retryable(f"cannot reach {peer}: {type(exc).__name__}") from exc
+    if permanent is not None and response.status_code >= 400:
+        final = permanent(response)
+        if final is not None:
+            raise final
     check_status(peer, response.status_code, response.headers)
     return response
 

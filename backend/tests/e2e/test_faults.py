@@ -205,3 +205,41 @@ def test_ml_service_is_told_the_time_left(ml_service: int, tmp_path: Path) -> No
             assert c.post("/api/ml/similar", json={"text": "walk the puppy"}).json()["source"] == "ml-service"
     sent = [int(r["headers"]["x-request-timeout-ms"]) for r in proxy.requests]
     assert sent and all(0 < ms <= 3000 for ms in sent), sent
+
+
+def test_a_model_that_failed_on_ml_service_falls_back_at_once_without_tripping_its_circuit(
+        real_models: Path, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """#16 on both sides: the real ml-service with a broken task-category answers 503 `model_failed` without
+    Retry-After; the backend falls back to the next source at once (no retries), and ml-service's circuit stays
+    closed, so its working models keep answering."""
+    import shutil
+
+    from tests.e2e.conftest import ml_service_proc
+
+    root = tmp_path / "models"
+    root.mkdir()
+    for name in ("text-embedding", "intent-classifier"):
+        (root / name).symlink_to(real_models / name)
+    shutil.copytree(real_models / "task-category", root / "task-category")
+    for version in ("1", "2"):
+        for f in (root / "task-category" / version).glob("*.onnx"):
+            f.write_bytes(b"truncated")
+    port = free_port()
+    ml = ml_service_proc(root, port, tmp_path)
+    ml.env["ML_SERVICE_PRELOAD"] = "text-embedding,intent-classifier"
+    ml.start()
+    try:
+        proc = backend_proc(port, tmp_path, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=fake_openai.base_url,
+                            ML_FALLBACK_ORDER="ml-service,openai")
+        with serving(proc) as c:
+            for _ in range(8):  # more than the breaker's threshold
+                r, took = timed(c, "POST", "/api/ml/categorize", json={"text": "Mow the lawn"})
+                assert r.status_code == 200 and r.json()["source"] == "openai", r.text
+                assert took < 2.0
+            r = c.post("/api/ml/intent", json={"text": "set a timer for ten minutes"})
+            assert r.status_code == 200 and r.json()["source"] == "ml-service", r.text
+        log = proc.log_text()
+        assert log.count("falling back without retrying") == 1  # said once, not per request
+    finally:
+        ml.stop()
+    assert ml.log_text().count("model task-category version 2 failed to load") == 1  # tried once, not per request
