@@ -128,7 +128,8 @@ def models_validate(
 ) -> None:
     """Check model directories as the server would (manifest, files, aliases, then a real load with its
     warm-up and label checks); exit 1 if any is invalid."""
-    from ml_service.registry import LoadFailure, ModelRegistry, describe_failure
+    from ml_service.loading import LoadFailure, describe_failure
+    from ml_service.registry import ModelRegistry
     from ml_service.repository import ModelRepository
 
     root, only = (path.parent, path.name) if (path / "model.toml").exists() else (path, None)

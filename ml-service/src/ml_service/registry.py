@@ -23,39 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
-import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ml_service.batching import Batcher, BatchObserver
-from ml_service.dataplane import ModelSpec
 from ml_service.errors import ModelFailed
-from ml_service.memory import MemoryBudget, estimate_bytes, rss_bytes, trim_heap
+from ml_service.loading import LoadedModel, LoadFailure, load_version
+from ml_service.memory import MemoryBudget, estimate_bytes, trim_heap
 from ml_service.repository import ModelEntry, ModelVersion
-from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
+from ml_service.runtime.base import RuntimeOptions
 from ml_service.settings import Settings
-from ml_service.tasks import TASKS, Classifier, ModelTask, PostStep, create_task, model_spec
-from ml_service.tasks.base import LabelsMismatch
+from ml_service.tasks import TASKS, PostStep
 
 log = logging.getLogger(__name__)
 
-_PATH_RE = re.compile(r"[^\s:'\"/]*(?:/[^\s:'\"/]+)+")
 State = Literal["unloaded", "loading", "ready", "failed", "unloading"]
 Key = tuple[str, int]
-_LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS growth is this model's
-
-
-class LoadFailure(Exception):
-    """Why a model did not load, as a fixed reason safe to show anyone; the details go to the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ModelEvents:
@@ -71,33 +56,6 @@ class ModelEvents:
     def batch_observer(self, name: str, version: int) -> BatchObserver | None:
         """What sees this version's batches."""
         return None
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    """A loaded model version: its runtime and task, the spec it answers with, and its batcher (or, for a head,
-    the step it runs on its encoder's batches)."""
-
-    name: str
-    version: int
-    mv: ModelVersion
-    runtime: Runtime
-    task: ModelTask
-    spec: ModelSpec
-    batcher: Batcher | None
-    memory_bytes: int
-    post: PostStep | None = None  # a head's step on its encoder's batches
-    last_used: float = field(default_factory=time.monotonic)
-    in_flight: int = 0
-    drained: asyncio.Future[None] | None = None  # set when the last request holding it is done (unloading)
-
-    @property
-    def is_head(self) -> bool:
-        return self.post is not None
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.in_flight or (self.batcher is not None and self.batcher.pending))
 
 
 @dataclass(frozen=True)
@@ -296,46 +254,7 @@ class ModelRegistry:
         return model
 
     def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int) -> LoadedModel:
-        manifest = mv.manifest
-        assert manifest is not None
-        head = bool(manifest.encoder)
-        path = entry.file(mv, manifest.file)
-        if not path.is_file():
-            raise LoadFailure("model file missing")
-        with _LOAD_LOCK:
-            before = rss_bytes()
-            runtime = create_runtime(path, manifest, self.options)
-            try:
-                runtime.load()
-            except Exception as exc:
-                raise LoadFailure("model file unreadable or corrupt") from exc
-            try:
-                task = create_task(entry, mv, manifest)
-                try:
-                    task.load()
-                except Exception as exc:
-                    raise LoadFailure("preprocessing files (tokenizer) unreadable or corrupt") from exc
-                workers = 1 if head else self.settings.workers(on_gpu=runtime.device == "cuda")
-                # every worker runs a full batch at once: the runtime's arena grows to its working size now
-                try:
-                    with ThreadPoolExecutor(workers) as pool:
-                        list(pool.map(lambda _: task.validate(runtime), range(workers)))
-                except LabelsMismatch as exc:
-                    raise LoadFailure(f"labels do not match the model's outputs ({exc})") from exc
-                except Exception as exc:
-                    raise LoadFailure("the model failed its warm-up run") from exc
-            except BaseException:
-                runtime.unload()
-                raise
-        measured = rss_bytes() - before
-        memory = max(measured, 1 if head else estimate, 1)
-        spec = model_spec(entry, mv)
-        if head:
-            assert isinstance(task, Classifier)
-            return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, None, memory,
-                               post=task.post_step(runtime))
-        batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers)
-        return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory)
+        return load_version(entry, mv, self.settings, self.options, estimate)
 
     def check(self, entry: ModelEntry, mv: ModelVersion) -> None:
         """Load a version, run its warm-up and checks, and unload it (`ml-service models validate`)."""
@@ -408,12 +327,4 @@ class ModelRegistry:
                     await self._unload_slot(key)
 
 
-def describe_failure(exc: BaseException) -> str:
-    """A short reason for a failed load, safe to show (type and first line, no paths)."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    text = _PATH_RE.sub(lambda m: os.path.basename(m.group(0)), text)
-    return f"{type(exc).__name__}: {text}"[:300]
-
-
-__all__ = ["Key", "Lease", "LoadFailure", "LoadedModel", "ModelEvents", "ModelRegistry", "State",
-           "describe_failure"]
+__all__ = ["Key", "Lease", "ModelEvents", "ModelRegistry", "State"]

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_service.errors import MLServiceError, ModelFailed, ModelNotFound, ModelUnavailable, VersionNotFound
-from ml_service.registry import LoadedModel, ModelRegistry
+from ml_service.loading import LoadedModel
+from ml_service.registry import ModelRegistry
 from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
 from ml_service.settings import Settings
 
