@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import os
 import shlex
@@ -79,7 +80,7 @@ def systems(model_dir: Path, port: int, names: list[str] | None = None) -> dict[
     peers = VENVS / "peers" / "bin"
     inf = VENVS / "infinity" / "bin"
     revisions = {n: at_revision(n.split("@", 1)[1], model_dir, port) for n in names or [] if "@" in n}
-    return revisions | {
+    table = revisions | {
         "ml-service": System("ml-service", f"exec {exe} serve --host 127.0.0.1 --port {port} --preload '*'",
                              "/inference", "seed", "bert", image=True,
                              env={"MODEL_CACHE_DIR": str(model_dir), "ML_SERVICE_LOG_LEVEL": "warning"}),
@@ -96,6 +97,13 @@ def systems(model_dir: Path, port: int, names: list[str] | None = None) -> dict[
                            f"--served-model-name minilm --engine optimum --device cpu --batch-size 32 "
                            f"--host 127.0.0.1 --port {port} --log-level warning", "/embeddings", "openai", "minilm"),
     }
+    # `ml-service+NAME=VALUE+...`: a system with settings changed (an A/B of a setting in one interleaved run)
+    for n in names or []:
+        base, *sets = n.split("+")
+        if sets and base in table:
+            extra = dict(kv.split("=", 1) for kv in sets)
+            table[n] = dataclasses.replace(table[base], name=n, env={**(table[base].env or {}), **extra})
+    return table
 
 
 def tree_rss(pid: int) -> int:

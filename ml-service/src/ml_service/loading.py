@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ml_service.batching import Batcher
 from ml_service.dataplane import ModelSpec
-from ml_service.memory import rss_bytes
+from ml_service.memory import peak_rss_bytes, reset_peak_rss, rss_bytes, trim_heap
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
 from ml_service.settings import Settings
@@ -44,11 +44,12 @@ class LoadedModel:
     task: ModelTask
     spec: ModelSpec
     batcher: Batcher | None
-    memory_bytes: int
+    memory_bytes: int  # what it counts against the budget: its peak, every worker computing a full batch
     post: PostStep | None = None  # a head's step on its encoder's batches
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
     drained: asyncio.Future[None] | None = None  # set when the last request holding it is done (unloading)
+    resident_bytes: int = 0  # what the process grew by when it loaded, once its warm-up's memory was given back
 
     @property
     def is_head(self) -> bool:
@@ -62,7 +63,9 @@ class LoadedModel:
 def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, options: RuntimeOptions,
                  estimate: int) -> LoadedModel:
     """Load one version in this thread: its runtime, its task, a full-size warm-up batch on every compute worker
-    (which also checks the labels against the outputs), and what it cost (RSS growth); raises LoadFailure."""
+    (which also checks the labels against the outputs), and what it costs: resident (RSS growth once the
+    warm-up's working memory is given back) and at its peak (every worker computing a full batch, from the
+    process's peak RSS), the budget counting the larger of the peak and the estimate. Raises LoadFailure."""
     manifest = mv.manifest
     assert manifest is not None
     head = bool(manifest.encoder)
@@ -70,7 +73,9 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
     if not path.is_file():
         raise LoadFailure("model file missing")
     with _LOAD_LOCK:
+        trim_heap()
         before = rss_bytes()
+        peak_known = reset_peak_rss()
         runtime = create_runtime(path, manifest, options)
         try:
             runtime.load()
@@ -94,15 +99,18 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
         except BaseException:
             runtime.unload()
             raise
-    measured = rss_bytes() - before
-    memory = max(measured, 1 if head else estimate, 1)
+        peak = peak_rss_bytes() - before if peak_known else 0  # every worker computing a full batch at once
+        trim_heap()
+        resident = max(rss_bytes() - before, 1)
+    # the estimate stays a floor: a load measured while other models compute can read low
+    memory = max(resident, peak, 1 if head else estimate)
     spec = model_spec(entry, mv)
     if head:
         assert isinstance(task, Classifier)
         return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, None, memory,
-                           post=task.post_step(runtime))
+                           post=task.post_step(runtime), resident_bytes=resident)
     batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers)
-    return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory)
+    return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory, resident_bytes=resident)
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -42,6 +42,26 @@ def rss_bytes() -> int:
         return 0
 
 
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory since it started or since `reset_peak_rss` (Linux VmHWM), 0 where
+    unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")), 0)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def reset_peak_rss() -> bool:
+    """Start measuring the peak afresh (Linux: /proc/self/clear_refs); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
 def trim_heap() -> None:
     """Return freed heap pages to the OS (after a model is unloaded), so RSS follows what is loaded."""
     lib = _glibc()

@@ -119,7 +119,9 @@ class VersionInfo(BaseModel):
     state: Literal["unloaded", "loading", "ready", "failed", "unloading"]
     error: str | None
     labels: int | None = Field(description="this version's labels (a version may change its classes)")
-    memory_mb: float | None
+    memory_mb: float | None = Field(description="what the process grew by when it loaded (resident, measured)")
+    peak_memory_mb: float | None = Field(description="what it counts against the memory budget: its measured peak, "
+                                                     "every compute worker running a full batch")
     estimated_memory_mb: float
     device: str | None
     encoder: str | None = Field(description="for a head: the encoder it runs on (name:version)")

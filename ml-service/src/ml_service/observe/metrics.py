@@ -137,8 +137,10 @@ class ModelStateCollector(Collector):
         lv = ["model", "version"]
         queue = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Items queued and not yet answered", labels=lv)
         flight = GaugeMetricFamily(f"{PREFIX}_in_flight_requests", "Requests holding the model now", labels=lv)
-        memory = GaugeMetricFamily(f"{PREFIX}_model_memory_bytes", "What a loaded model costs (measured at load)",
-                                   labels=lv)
+        memory = GaugeMetricFamily(f"{PREFIX}_model_memory_bytes", "What the process grew by when a model loaded "
+                                   "(resident, measured)", labels=lv)
+        peak = GaugeMetricFamily(f"{PREFIX}_model_peak_memory_bytes", "What a model counts against the memory "
+                                 "budget: its measured peak, every worker computing a full batch", labels=lv)
         state = GaugeMetricFamily(f"{PREFIX}_model_state", "1 for the state a model version is in", labels=[
             *lv, "state"])
         registry = self.registry
@@ -149,11 +151,12 @@ class ModelStateCollector(Collector):
                 for s in STATES:
                     state.add_metric([*labels, s], 1.0 if s == current else 0.0)
                 if loaded is not None:
-                    memory.add_metric(labels, loaded.memory_bytes)
+                    memory.add_metric(labels, loaded.resident_bytes)
+                    peak.add_metric(labels, loaded.memory_bytes)
                     flight.add_metric(labels, loaded.in_flight)
                     if loaded.batcher is not None:
                         queue.add_metric(labels, loaded.batcher.pending)
-        yield from (queue, flight, memory, state)
+        yield from (queue, flight, memory, peak, state)
         yield GaugeMetricFamily(f"{PREFIX}_memory_budget_bytes", "The memory budget for loaded models",
                                 value=registry.budget_bytes)
         yield GaugeMetricFamily(f"{PREFIX}_memory_used_bytes", "Memory held by loaded models and loads in progress",

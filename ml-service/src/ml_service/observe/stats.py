@@ -108,7 +108,7 @@ class Stats:
             batcher = loaded.batcher if loaded is not None else None
             row: dict[str, Any] = {
                 "model": name, "version": str(version), "state": state,
-                "memory_mb": round(loaded.memory_bytes / 2**20, 1) if loaded else None,
+                "memory_mb": round(loaded.resident_bytes / 2**20, 1) if loaded else None,
                 "queue_depth": batcher.pending if batcher else 0,
                 "in_flight": loaded.in_flight if loaded else 0,
                 "mean_batch_size": batcher.stats.mean_recent_size() if batcher else None,

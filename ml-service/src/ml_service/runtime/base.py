@@ -20,6 +20,7 @@ class RuntimeOptions:
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     spinning: bool = False
+    arena_shrinkage: bool = True  # give a batch's working memory back after it, not hold the peak forever
 
 
 class Runtime(ABC):

