@@ -62,6 +62,7 @@ def serve(
     import uvicorn
 
     from ml_service.app import create_app
+    from ml_service.memory import map_large_blocks
     from ml_service.observe.logs import configure
 
     settings = _settings(model_dir, host=host, port=port, preload=preload)
@@ -74,6 +75,7 @@ def serve(
                       "purpose.", soft_wrap=True)
         raise typer.Exit(2)
     configure(settings.log_level, settings.log_format)
+    map_large_blocks()
 
     class Server(uvicorn.Server):
         """uvicorn, except that SIGTERM/SIGINT, once drained, exit 0 instead of re-raising the signal."""

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from ml_service.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
-_M_ARENA_MAX = -8  # glibc mallopt parameter
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _libc: ctypes.CDLL | None = None
 
 
@@ -69,12 +69,14 @@ def trim_heap() -> None:
         lib.malloc_trim(0)
 
 
-def limit_malloc_arenas(n: int = 2) -> None:
-    """Cap glibc's per-thread malloc arenas: every pre and compute thread would otherwise keep its own
-    heap, and memory freed in one is not reused by another (RSS grows with threads, not with models)."""
+def map_large_blocks(threshold: int = 512 * 1024) -> None:
+    """Serve every block of `threshold` bytes or more with its own mapping (glibc's M_MMAP_THRESHOLD, fixed):
+    a model's working memory, given back when its queue empties, then leaves the process at once instead of
+    staying in a fragmented heap (glibc otherwise raises the threshold after the first such block is freed).
+    Called once by `ml-service serve`."""
     lib = _glibc()
-    if lib is not None and not lib.mallopt(_M_ARENA_MAX, n):
-        log.debug("mallopt(M_ARENA_MAX) was refused")
+    if lib is not None and not lib.mallopt(_M_MMAP_THRESHOLD, threshold):
+        log.debug("mallopt(M_MMAP_THRESHOLD) was refused")
 
 
 def estimate_bytes(file_bytes: int, working_set: int = 0) -> int:

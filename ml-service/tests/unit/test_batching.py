@@ -99,7 +99,7 @@ class GateRuntime(Runtime):
     def unload(self):
         pass
 
-    def predict(self, feeds):
+    def predict(self, feeds, release=False):
         ids = feeds["ids"].tolist()
         with self._lock:
             self.batches.append(ids)
@@ -506,7 +506,7 @@ def test_items_still_in_preprocessing_when_stopped_fail_at_once():
 
 def test_a_worker_survives_an_unexpected_error_and_keeps_serving():
     class Flaky(GateRuntime):
-        def predict(self, feeds):
+        def predict(self, feeds, release=False):
             if 666 in feeds["ids"].tolist():
                 raise MemoryError("out of memory")  # the message must not reach the client
             return super().predict(feeds)

@@ -330,10 +330,12 @@ class Batcher:
         if not batch:
             return
         prepared = [it.prepared for it in batch if it.prepared is not None]
+        with self._lock:
+            last = self._pending <= len(batch)  # nothing else queued or computing: the burst ends here
         t0 = time.perf_counter()
         try:
             feeds = self.task.collate(prepared)
-            outputs = self.runtime.predict(feeds)
+            outputs = self.runtime.predict(feeds, release=last)
             rows = self.task.postprocess(outputs, feeds, prepared)
         except Exception:
             log.exception("inference failed in model %s (batch of %d)", self.name, len(batch))

@@ -20,7 +20,7 @@ class RuntimeOptions:
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     spinning: bool = False
-    arena_shrinkage: bool = True  # give a batch's working memory back after it, not hold the peak forever
+    arena_shrinkage: bool = True  # give the working memory back when a batch is the last of a burst
 
 
 class Runtime(ABC):
@@ -38,8 +38,9 @@ class Runtime(ABC):
         """Read the model file; heavy imports happen here, not at module import."""
 
     @abstractmethod
-    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch: named inputs in, named outputs out (batch dimension first)."""
+    def predict(self, feeds: dict[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
+        """Run one batch: named inputs in, named outputs out (batch dimension first). `release`: nothing is queued
+        after this batch, so the runtime may give its working memory back once it is done."""
 
     @abstractmethod
     def unload(self) -> None:

@@ -29,7 +29,7 @@ class FakeRuntime(Runtime):
         self.batches = []
         self._loaded = True
 
-    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(self, feeds: dict[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
         time.sleep(float(self.manifest.fake.get("delay_ms", 0)) / 1000)
         ids = feeds.get("input_ids")
         if ids is None:  # tensor or image models: echo a reduction of the first input

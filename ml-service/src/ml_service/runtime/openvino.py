@@ -34,7 +34,7 @@ class OpenVinoRuntime(Runtime):
         self._compiled = core.compile_model(model, "CPU", config)
         self._outputs = [o.get_any_name() for o in self._compiled.outputs]
 
-    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(self, feeds: dict[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
         if self._compiled is None:
             raise RuntimeError("model is not loaded")
         request = getattr(self._local, "request", None)

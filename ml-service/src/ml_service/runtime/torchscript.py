@@ -36,7 +36,7 @@ class TorchScriptRuntime(Runtime):
         module.eval()
         self._module, self._torch = module, torch
 
-    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(self, feeds: dict[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
         torch = self._torch
         if self._module is None:
             raise RuntimeError("model is not loaded")

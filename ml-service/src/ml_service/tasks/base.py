@@ -139,7 +139,7 @@ class ModelTask(ABC):
             raise bad
         ok = [p for p in prepared if isinstance(p, Prepared)]
         feeds = self.collate(ok)
-        return self.postprocess(runtime.predict(feeds), feeds, ok)
+        return self.postprocess(runtime.predict(feeds, release=True), feeds, ok)
 
     def output_name(self, outputs: dict[str, np.ndarray]) -> str:
         """The runtime output a task reads: the declared one, else the first."""
