@@ -109,7 +109,8 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
         assert isinstance(task, Classifier)
         return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, None, memory,
                            post=task.post_step(runtime), resident_bytes=resident)
-    batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers)
+    batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers,
+                      release_idle_s=settings.release_idle_s)
     return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory, resident_bytes=resident)
 
 

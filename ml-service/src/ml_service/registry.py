@@ -86,7 +86,7 @@ class ModelRegistry:
         self.settings = settings
         self.events = events or ModelEvents()
         self.options = RuntimeOptions(threads=settings.threads, device=settings.device,
-                                      spinning=settings.ort_spinning, arena_shrinkage=settings.ort_arena_shrinkage)
+                                      spinning=settings.ort_spinning, arena_shrinkage=settings.release_idle_s > 0)
         self._slots: dict[Key, _Slot] = {}
         self.budget = MemoryBudget(settings.memory_budget_mb * 1024 * 1024, settings.eviction_idle_s,
                                    lambda: self.loaded, self._evict)

@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     compute_workers: int = Field(default=0, ge=0, description="batches computed at once per model; 0 = auto")
     intra_op_threads: int = Field(default=0, ge=0, description="threads per batch; 0 = cores / workers")
     ort_spinning: bool = Field(default=False, description="let ONNX Runtime threads spin between batches")
-    ort_arena_shrinkage: bool = Field(default=True, description="give a model's working memory back to the OS when "
-                                                                "its queue empties (idle memory = the weights)")
+    release_idle_s: float = Field(default=1.0, ge=0, description="give a model's working memory back to the OS once "
+                                                                "it has been idle this long (0: keep it)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(default=30.0, gt=0)
     openai_max_inputs: int = Field(default=2048, ge=1, description="most items in one /v1/embeddings request")

@@ -41,6 +41,8 @@ from ml_service.runtime.base import Runtime
 from ml_service.tasks.base import ModelTask, PostStep, RequestBudget
 
 log = logging.getLogger(__name__)
+#: what `_next_batch` gives a worker that should give the working memory back instead of computing
+_RELEASE: list[Item] = []
 
 
 class BatchObserver(Protocol):
@@ -63,8 +65,9 @@ class Batcher:
     """Queues items for one runtime and computes them in dynamic batches."""
 
     def __init__(self, name: str, task: ModelTask, runtime: Runtime, cfg: Batching, workers: int = 1,
-                 observer: BatchObserver | None = None) -> None:
+                 observer: BatchObserver | None = None, release_idle_s: float = 0.0) -> None:
         self.name = name
+        self.release_idle_s = release_idle_s  # give the working memory back once idle this long (0: never)
         self.observer = observer
         self.task = task
         self.runtime = runtime
@@ -85,6 +88,8 @@ class Batcher:
         self._pending = 0  # submitted and not yet settled
         self._served = 0  # batches dispatched: a request's `served` is the last one that held its items
         self._stopped = False
+        self._held = False  # batches ran since the working memory was last given back
+        self._last_done = 0.0  # when the last batch finished
         self._threads: list[threading.Thread] = []
 
     # -- event loop side -------------------------------------------------------------------
@@ -238,6 +243,13 @@ class Batcher:
                 if self._batches:
                     break
                 if not self._ready:
+                    if self._held and self.release_idle_s > 0 and not self._busy:
+                        idle = time.perf_counter() - self._last_done
+                        if idle >= self.release_idle_s:
+                            self._held = False  # idle that long: this worker gives the memory back
+                            return _RELEASE
+                        self._work_cv.wait(self.release_idle_s - idle)
+                        continue
                     self._work_cv.wait()
                     continue
                 # Waiting for a fuller batch only pays when others are computing or items are on
@@ -260,6 +272,7 @@ class Batcher:
                     continue
                 break
             self._busy += 1
+            self._held = True
             batch = self._batches.popleft()
             if self._batches:  # more formed batches: wake another worker for them
                 self._work_cv.notify()
@@ -290,6 +303,9 @@ class Batcher:
             batch = self._next_batch()
             if batch is None:
                 return
+            if batch is _RELEASE:  # identity, not equality: an empty list is never a real batch
+                self._release()
+                continue
             try:
                 self._run_batch(batch)
             except BaseException:  # never let a worker die with a batch in hand
@@ -299,7 +315,16 @@ class Batcher:
             finally:
                 with self._lock:
                     self._busy -= 1
+                    self._last_done = time.perf_counter()
                     self._work_cv.notify()
+
+    def _release(self) -> None:
+        """Idle since `release_idle_s`: one small batch that lets the runtime give its working memory back (at
+        once after every batch would re-allocate it each time: +3-8% time on text, +37% on the CNN, measured)."""
+        try:
+            self.task.release_memory(self.runtime)
+        except Exception:
+            log.exception("giving back the working memory of model %s failed", self.name)
 
     def _apply_post_steps(self, batch: list[Item], rows: list[dict[str, Any]]) -> set[Item]:
         """Replace the rows of items whose request has a post-step by its outputs; returns failed items."""
@@ -330,12 +355,10 @@ class Batcher:
         if not batch:
             return
         prepared = [it.prepared for it in batch if it.prepared is not None]
-        with self._lock:
-            last = self._pending <= len(batch)  # nothing else queued or computing: the burst ends here
         t0 = time.perf_counter()
         try:
             feeds = self.task.collate(prepared)
-            outputs = self.runtime.predict(feeds, release=last)
+            outputs = self.runtime.predict(feeds)
             rows = self.task.postprocess(outputs, feeds, prepared)
         except Exception:
             log.exception("inference failed in model %s (batch of %d)", self.name, len(batch))

@@ -27,10 +27,12 @@ class FakeRuntime(Runtime):
         if self.path.is_file() and self.path.read_bytes()[:7] == b"corrupt":
             raise RuntimeError("the model file is corrupt")
         self.batches = []
+        self.releases = 0  # runs asked to give the working memory back
         self._loaded = True
 
     def predict(self, feeds: dict[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
         time.sleep(float(self.manifest.fake.get("delay_ms", 0)) / 1000)
+        self.releases += release
         ids = feeds.get("input_ids")
         if ids is None:  # tensor or image models: echo a reduction of the first input
             first = next(iter(feeds.values()))

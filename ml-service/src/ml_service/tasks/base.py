@@ -129,6 +129,14 @@ class ModelTask(ABC):
         if labels and probs is not None and probs.shape[-1] != len(labels):
             raise LabelsMismatch(f"the model has {probs.shape[-1]} classes but the labels file has {len(labels)}")
 
+    def release_items(self) -> list[Any]:
+        """One small item whose run lets the runtime give its working memory back (see Batcher._release)."""
+        return self.warmup_items()[:1]
+
+    def release_memory(self, runtime: Runtime) -> None:
+        """Run one small item with `release`: the runtime keeps only what it needs when idle."""
+        self.run_local(runtime, self.release_items())
+
     def run_local(self, runtime: Runtime, items: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         """Items through preprocess, the runtime and postprocess in this thread (warm-up, checks, tools)."""
         if not items:

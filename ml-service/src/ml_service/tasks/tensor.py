@@ -33,6 +33,15 @@ class TensorTask(ModelTask):
             tuple(OutputInfo(t.name, MANIFEST_TO_V2[t.dtype], tuple(t.shape)) for t in manifest.outputs),
             "tensors")
 
+    def release_items(self) -> list[Any]:
+        """One row of zeros (a string input: empty strings), variable dimensions 1."""
+        row = {}
+        for spec in self.manifest.inputs:
+            shape = tuple(d if d > 0 else 1 for d in spec.shape[1:])
+            dtype = V2_DTYPES[MANIFEST_TO_V2[spec.dtype]]
+            row[spec.name] = np.full(shape, "", dtype=object) if spec.dtype == "string" else np.zeros(shape, dtype)
+        return [row]
+
     def check_item(self, item: Any, where: str) -> None:
         if not isinstance(item, dict):
             raise InvalidInput(f"{where} must be an object of named tensors")

@@ -45,6 +45,9 @@ class TextTask(ModelTask):
         """Characters of a text that are tokenized; the rest could not reach the model anyway."""
         return self.manifest.preprocessing.max_tokens * CHARS_PER_TOKEN
 
+    def release_items(self) -> list[Any]:
+        return ["release"]
+
     def warmup_items(self) -> list[Any]:
         pre, batching = self.manifest.preprocessing, self.manifest.batching
         n = max(1, min(batching.max_batch_size, batching.max_batch_tokens // pre.max_tokens))

@@ -1,0 +1,52 @@
+"""Issue 20: what `/models` reports a model costs is what the process grows by when it loads it (within 10%),
+and idle memory is the weights, not the largest batch ever run: after a burst the process goes back near where
+it was before it."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import start_server, stop_server
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _loaded_mb(models: list[dict]) -> dict[str, float]:  # type: ignore[type-arg]
+    return {f"{m['name']}:{v['version']}": v["memory_mb"] for m in models for v in m["version_details"]
+            if v["memory_mb"] is not None}
+
+
+def test_models_report_what_loading_them_costs_and_a_burst_leaves_nothing_behind(real_models: Path,
+                                                                                   tmp_path: Path) -> None:
+    from ml_service.modelbuild.checks import photo_bytes
+
+    server = start_server(real_models, tmp_path, {"ML_SERVICE_PRELOAD": "", "ML_SERVICE_REPOSITORY_POLL_S": "0"})
+    try:
+        with server.client() as c:
+            for name in ("intent-classifier", "item-classifier", "task-category"):  # the last loads its encoder
+                before_models = _loaded_mb(c.get("/models").json()["models"])
+                before = _rss_mb(server.proc.pid)
+                assert c.post(f"/models/{name}/load").status_code == 200
+                grew = _rss_mb(server.proc.pid) - before
+                new = {k: v for k, v in _loaded_mb(c.get("/models").json()["models"]).items()
+                       if k not in before_models}
+                reported = sum(new.values())
+                assert abs(grew - reported) <= 0.1 * reported + 4, (name, new, grew)
+            idle = _rss_mb(server.proc.pid)
+            photo = base64.b64encode(photo_bytes()["coffee"]).decode()
+            texts = [f"remind me to water the plants on the balcony every {i} days" for i in range(256)]
+            for _ in range(3):  # bursts of full batches on every model
+                assert c.post("/inference", json={"model_type": "intent", "data": {"texts": texts}}).status_code == 200
+                assert c.post("/inference", json={"model_type": "task", "data": {"texts": texts}}).status_code == 200
+                assert c.post("/inference", json={"model_type": "cnn", "data": {"images": [photo] * 6}}
+                              ).status_code == 200
+            time.sleep(2.0)  # idle for longer than ML_SERVICE_RELEASE_IDLE_S (1 s)
+            after = _rss_mb(server.proc.pid)
+        assert after <= idle * 1.1 + 10, (idle, after)  # the bursts' working memory went back
+    finally:
+        stop_server(server)
