@@ -11,8 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ml_service.batching import Batcher
+from ml_service.batching import Batcher, ShedPolicy
 from ml_service.dataplane import ModelSpec
+from ml_service.manifest import Batching
 from ml_service.memory import rss_bytes
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
@@ -101,8 +102,15 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
         assert isinstance(task, Classifier)
         return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, None, memory,
                            post=task.post_step(runtime))
-    batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers)
+    batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers,
+                      shedding=shed_policy(settings, manifest.batching))
     return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory)
+
+
+def shed_policy(settings: Settings, batching: Batching) -> ShedPolicy:
+    """A version's queue-delay bound: its model.toml's target wait, else the server's."""
+    target = batching.target_wait_ms if batching.target_wait_ms is not None else settings.target_wait_ms
+    return ShedPolicy(target / 1000, settings.shed_interval_ms / 1000)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -112,4 +120,4 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version"]
+__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "shed_policy"]

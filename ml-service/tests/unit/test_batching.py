@@ -119,9 +119,10 @@ class GateRuntime(Runtime):
         return {i for b in self.batches for i in b}
 
 
-def _batcher(runtime=None, task=None, workers=1, **cfg):
+def _batcher(runtime=None, task=None, workers=1, shedding=None, **cfg):
     cfg = {"max_batch_size": 4, "max_queue_delay_ms": 5, "max_queue_size": 1000, "window_factor": 4, **cfg}
-    return Batcher("test", task or ItemTask(), runtime or GateRuntime(), Batching(**cfg), workers=workers)
+    return Batcher("test", task or ItemTask(), runtime or GateRuntime(), Batching(**cfg), workers=workers,
+                   shedding=shedding)
 
 
 def _run(batcher: Batcher, scenario):
@@ -525,7 +526,8 @@ def test_a_worker_survives_an_unexpected_error_and_keeps_serving():
 
 
 def test_a_big_request_does_not_hold_back_a_small_one():
-    """Requests share the queues round-robin: one item sent after 200 is computed in the next window, not last."""
+    """Requests share the queues round-robin, a batch a turn: one item sent after 200 is computed in the next window,
+    not last."""
     rt = GateRuntime(delay_s=0.002)
     b = _batcher(rt, workers=1, max_batch_size=4, window_factor=2)
 
@@ -543,8 +545,24 @@ def test_a_big_request_does_not_hold_back_a_small_one():
     _run(b, scenario)
 
 
+def test_requests_up_to_a_batch_are_served_whole_in_the_order_they_came():
+    """Issue 23: with a backlog of 8-item requests, each is answered after the work ahead of it (one item a turn
+    from every request made each wait for the whole queue, and for what came after it)."""
+    rt = GateRuntime()
+    b = _batcher(rt, workers=1, max_batch_size=8, window_factor=1)
+
+    async def scenario():
+        held = await _hold_compute(b)
+        requests = [b.submit([(100 * r + k, 1) for k in range(8)], 60) for r in range(6)]
+        rt.release(-1000)
+        await _results([held, *(f for r in requests for f in r)])
+        assert [sorted(x // 100 for x in batch) for batch in rt.batches[1:]] == [[r] * 8 for r in range(6)]
+
+    _run(b, scenario)
+
+
 def test_preprocessing_takes_bounded_chunks_round_robin():
-    """A pre thread takes at most a window of items at a time, alternating between requests."""
+    """A pre thread takes at most a window of items at a time, a batch at most from each request in turn."""
     task = ItemTask()
     seen: list[list[int]] = []
     original = task.preprocess
@@ -566,7 +584,7 @@ def test_preprocessing_takes_bounded_chunks_round_robin():
         await _results([first, *big, *small])
         chunks = seen[1:]
         assert max(len(c) for c in chunks) <= 8
-        assert chunks[0] == [0, 1000, 1, 1001, 2, 1002, 3, 4]
+        assert chunks[0] == [0, 1, 2, 3, 1000, 1001, 1002, 4]  # batches of 4: big's first, small's whole, big's
 
     _run(b, scenario)
 
