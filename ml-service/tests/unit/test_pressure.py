@@ -81,28 +81,28 @@ def test_admission_by_expected_wait_at_the_deadline_boundary():
     assert info.value.headers["Retry-After"] == "8"
 
 
-def test_a_queue_that_stands_over_half_the_target_for_an_interval_sheds_new_work():
+def test_a_queue_that_stands_over_a_third_of_the_target_for_an_interval_sheds_new_work():
     p = measured(100.0)
     t = standing(p, 0.0, 0.6)
     assert p.overloaded
     p.waited(0.3, 0, t)  # the queue has come down: the last window's oldest item waited 0.3 s
-    p.check(50, 10, 60, t)  # 0.5 s of work ahead = T/2: admitted
+    p.check(33, 10, 60, t)  # 0.33 s of work ahead, under T/3: admitted
     with pytest.raises(Overloaded) as info:
-        p.check(51, 1, 60, t)
+        p.check(34, 1, 60, t)
     assert info.value.code == "overloaded" and info.value.headers["Retry-After"] == "1"
     assert "1 s" in info.value.message
 
 
-def test_a_growing_queue_stands_as_soon_as_it_needs_over_half_the_target_for_an_interval():
+def test_a_growing_queue_stands_as_soon_as_it_needs_over_a_third_of_the_target_for_an_interval():
     p = measured(100.0)
-    t = standing(p, 0.0, 0.0, queued=51)  # nothing has waited long yet, but 0.51 s of work is queued
+    t = standing(p, 0.0, 0.0, queued=34)  # nothing has waited long yet, but 0.34 s of work is queued
     assert p.overloaded
-    t = standing(p, t, 0.0, queued=50)  # exactly T/2 is not standing; this interval refused nothing: over
+    t = standing(p, t, 0.0, queued=33)  # under T/3 is not standing; this interval refused nothing: over
     assert not p.overloaded
 
 
 def test_the_bound_is_on_the_wait_behind_others_not_on_a_request_s_own_compute():
-    """A request that alone needs more than T/2 is admitted to an empty queue even while shedding (refusing it would
+    """A request that alone needs more than T/3 is admitted to an empty queue even while shedding (refusing it would
     refuse it for ever, and every refusal would keep the model shedding with nothing queued)."""
     p = measured(100.0)
     t = standing(p, 0.0, 0.6)
@@ -137,9 +137,9 @@ def test_a_burst_that_drains_within_the_interval_is_not_shed():
     p.check(500, 0, 60, t)  # 5 s of work ahead: only the deadline (60 s) judges it
 
 
-def test_at_exactly_half_the_target_the_queue_does_not_stand():
+def test_at_exactly_the_level_the_queue_does_not_stand():
     p = measured(100.0)
-    standing(p, 0.0, T / 2)
+    standing(p, 0.0, ShedPolicy(T, INTERVAL).level_s)
     assert not p.overloaded
 
 
@@ -149,7 +149,7 @@ def test_shedding_ends_after_an_interval_without_refusals_once_the_queue_drained
     assert p.overloaded
     with pytest.raises(Overloaded):
         p.check(100, 8, 60, t)
-    t = standing(p, t, 0.3)  # drained below T/2, but this interval refused: still shedding
+    t = standing(p, t, 0.3)  # drained below T/3, but this interval refused: still shedding
     assert p.overloaded
     t = standing(p, t, 0.3)  # an interval without refusals: over
     assert not p.overloaded

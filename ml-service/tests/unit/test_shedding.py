@@ -90,7 +90,7 @@ def test_under_sustained_overload_accepted_requests_wait_about_the_target_not_th
 
 def test_below_capacity_nothing_is_shed():
     rt = GateRuntime(delay_s=0.02)
-    b = _batcher(rt, max_batch_size=4, window_factor=1, shedding=ShedPolicy(0.1, 0.05))
+    b = _batcher(rt, max_batch_size=4, window_factor=1, shedding=ShedPolicy(0.3, 0.05))
 
     async def scenario():
         outcomes = await _open_loop(b, 1.5, 0.08, 4)  # 50 items/s: a quarter of capacity, with a tight target
