@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,46 @@ def quantile(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, int(len(s) * q))] if s else None
 
 
+Job = tuple[bytes, float] | None  # a request and when it was due; None: stop
+
+
+class Pool:
+    """Jobs for the connections: the oldest job first, to the connection freed last (LIFO, as pooled HTTP clients
+    reuse connections), so that only as many connections as the answers need stay in use (FIFO would cycle through
+    all of them, each idle long enough for the server to close it and be opened again)."""
+
+    def __init__(self) -> None:
+        self.idle: list[asyncio.Future[Job]] = []
+        self.backlog: deque[Job] = deque()
+
+    def put(self, job: Job) -> None:
+        while self.idle:
+            waiter = self.idle.pop()
+            if not waiter.done():
+                waiter.set_result(job)
+                return
+        self.backlog.append(job)
+
+    async def get(self) -> Job:
+        if self.backlog:
+            return self.backlog.popleft()
+        waiter: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self.idle.append(waiter)
+        return await waiter
+
+
+KEEP_ALIVE_S = 4.0  # uvicorn closes a connection idle for 5 s: pooled HTTP clients do not reuse one that old
+
+
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
                     ) -> tuple[str, bytes] | None:
-    """One request and its answer (status, body); None when the server had closed the connection before answering
-    (an idle keep-alive connection it timed out: the request never reached it)."""
-    writer.write(request)
-    status_line = await reader.readline()
+    """One request and its answer (status, body); None when the server had closed the connection before any byte of
+    an answer (an idle keep-alive connection it timed out as we wrote: the request never reached it)."""
+    try:
+        writer.write(request)
+        status_line = await reader.readline()
+    except (ConnectionResetError, BrokenPipeError):
+        return None
     if not status_line:
         return None
     length = 0
@@ -106,16 +140,20 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status_line.split()[1].decode(), await reader.readexactly(length)
 
 
-async def _connection(host: str, port: int, queue: asyncio.Queue[tuple[bytes, float] | None],
+async def _connection(host: str, port: int, queue: Pool,
                       statuses: Counter[str], latencies: dict[str, list[float]]) -> None:
     """One keep-alive connection answering queued requests in turn (raw HTTP/1.1: the client must cost little).
     Accepted requests are timed from when they were due (client queueing counts); every answer also from when it
     was sent (`sent:<status>`; a 503 by its code, and `sent:shed from the queue` for those that waited in it)."""
     reader, writer = await asyncio.open_connection(host, port)
+    used = time.monotonic()
     try:
         while (job := await queue.get()) is not None:
             request, due = job
             try:
+                if time.monotonic() - used >= KEEP_ALIVE_S:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
                 sent = time.perf_counter()
                 answer = await _exchange(reader, writer, request)
                 if answer is None:  # as HTTP clients do: again, once, on a fresh connection
@@ -130,7 +168,9 @@ async def _connection(host: str, port: int, queue: asyncio.Queue[tuple[bytes, fl
                 statuses["connection error"] += 1
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
+                used = time.monotonic()
                 continue
+            used = time.monotonic()
             now = time.perf_counter()
             statuses[status] += 1
             kind = status
@@ -155,7 +195,7 @@ async def open_loop(base: str, rate: float, seconds: float, texts: list[str], k:
     host, port = base.removeprefix("http://").split(":")
     statuses: Counter[str] = Counter()
     latencies: dict[str, list[float]] = {}
-    queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
+    queue = Pool()
     workers = [asyncio.create_task(_connection(host, int(port), queue, statuses, latencies))
                for _ in range(connections)]
     sent = 0
@@ -167,11 +207,11 @@ async def open_loop(base: str, rate: float, seconds: float, texts: list[str], k:
                 "texts": [texts[(sent * k + j) % len(texts)] for j in range(k)]}}).encode()
             request = (b"POST /inference HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            queue.put_nowait((request, start + sent / rate))
+            queue.put((request, start + sent / rate))
             sent += 1
         await asyncio.sleep(0.002)
     for _ in workers:
-        queue.put_nowait(None)
+        queue.put(None)
     await asyncio.gather(*workers)
     accepted = latencies.get("due:200", [])
     series = []  # accepted latency per 5 s of the run, by when the requests were due
@@ -209,13 +249,16 @@ def server(system: str, port: int, model_dir: Path, timeout_s: float) -> subproc
                                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
 
 
-def measure_capacity(base: str, items: int) -> float:
-    """Sentences answered 200 per second by wrk, 8 connections for 10 s (a refusal is no capacity). Eight keep the
+def measure_capacity(base: str, items: int, pid: int | None = None) -> tuple[float, float | None]:
+    """Sentences answered 200 per second by wrk, 8 connections for 10 s (a refusal is no capacity), and the server's
+    CPU (cores) meanwhile when its pid is given. Eight keep the
     model as busy as 16 or 32 do (measured on the code before issue 23: 305-374 sentences/s at 4 to 32 connections,
     the same within the noise) with less queued than a shedding server holds: more would be refused and sent again
     at once, a storm of refusals that takes CPU from the model and measures that instead."""
+    t0, ticks = time.monotonic(), busy_ticks(pid) if pid else 0
     r = wrk(base + "/inference", "seed", items, 8, 10, CORPUS, "bert")
-    return float(r["items_per_s"]) * (r["requests"] - r["errors"]) / max(1, r["requests"])
+    cores = (busy_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0) if pid else None
+    return float(r["items_per_s"]) * (r["requests"] - r["errors"]) / max(1, r["requests"]), cores
 
 
 def goals(r: dict[str, Any], factor: float) -> dict[str, bool]:
@@ -251,7 +294,8 @@ def soak_once(system: str, args: argparse.Namespace, rate: float | None) -> dict
                     break
             except OSError:
                 time.sleep(0.2)
-        capacity = before_capacity = measure_capacity(base, args.items)
+        before_capacity, before_cores = measure_capacity(base, args.items, proc.pid)
+        capacity = before_capacity
         rate = rate or args.rate_factor * capacity / args.items
         print(f"{system}: capacity {capacity:.0f} sentences/s; offering {rate:.1f} requests/s of {args.items} "
               f"({rate * args.items / capacity:.2f}x) for {args.seconds:.0f} s", flush=True)
@@ -278,7 +322,7 @@ def soak_once(system: str, args: argparse.Namespace, rate: float | None) -> dict
         time.sleep(1.0)
         after = scrape(base)
         time.sleep(2.0)  # what was queued at the end drains, then capacity again: the run's capacity is the mean
-        after_capacity = measure_capacity(base, args.items)
+        after_capacity, after_cores = measure_capacity(base, args.items, proc.pid)
         capacity = (before_capacity + after_capacity) / 2
         reasons = {k: v - before["reasons"].get(k, 0.0) for k, v in after["reasons"].items()
                    if v - before["reasons"].get(k, 0.0)}
@@ -289,7 +333,11 @@ def soak_once(system: str, args: argparse.Namespace, rate: float | None) -> dict
                   "deadline_s": args.timeout_s, **result, "shed_reasons": reasons,
                   "goodput_sentences_per_s": goodput, "goodput_ratio": goodput / capacity,
                   "server_counted": after["count"] - before["count"],
-                  "cpu_cores": {"server": server_cores, "soak client": client_cores, "others": others_cores},
+                  "cpu_cores": {"server": server_cores, "soak client": client_cores, "others": others_cores,
+                                "server while measuring capacity": [before_cores, after_cores]},
+                  # the same ratio per second of the server's CPU: what the load generator's own CPU takes out
+                  "goodput_per_server_core_ratio": (goodput / server_cores) / (
+                      (before_capacity + after_capacity) / ((before_cores or 0) + (after_cores or 0))),
                   "server_p99_s_at_most": bucket_quantile(before["buckets"], after["buckets"], 0.99),
                   "rss_mb": {"start": start_rss, "peak": max(samples + [start_rss]), "end": rss_mb(proc.pid)}}
         report["goals"] = goals(report, args.rate_factor if args.rate is None else rate * args.items / capacity)

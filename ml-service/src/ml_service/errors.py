@@ -148,8 +148,8 @@ class DeadlineUnreachable(Shed):
 
 
 class Overloaded(Shed):
-    """The model's queue has stood above a third of its target wait: new requests that would wait longer than that
-    are refused until it drains."""
+    """The model's queue has stood above half its target wait: new requests are refused until it is down to a third
+    of it, and held there."""
 
     code = "overloaded"
 

@@ -11,17 +11,19 @@ standing-queue detector in the spirit of CoDel as Facebook runs it in front of i
   items adds n / rate: when its last item should be done.
 * **Admission by expected wait**: a request expected to finish after its deadline is refused at once
   (`DeadlineUnreachable`) instead of waiting for a 504.
-* **A bound on queueing delay**, the target wait T (0: none), and its level L = T/3. The queueing delay is sampled
-  at every window the batcher forms and every admission. When the smallest sample over an interval is above L, the
-  queue is *standing* (a burst that drains within an interval is not), and while it stands a request is admitted
-  only if the queueing delay ahead of it is at most L (`Overloaded`): new work is refused until the queue is back
-  there. What is bounded is the wait behind others, not a request's own compute: one that alone needs more than L
-  is still admitted to an empty queue (the deadline judges it). The state ends after an interval in which the queue
-  did not stand and nothing was refused for it. T is what an accepted request may wait (folly's Codel sheds what
-  waited over twice its target delay: that bound); the queue is held at a third of it, which leaves room for the
-  throughput to drop by two thirds and for a window's batches to run one after another. Measured (docs/reliability.md):
-  held at T/2, the p99 of accepted requests was 0.89-0.94 T on a 2-core VM whose throughput swings from second to
-  second; at T/3, 0.70-0.76 T, with the same goodput (two windows' worth stays queued).
+* **A bound on queueing delay**, the target wait T (0: none). The queueing delay is sampled at every window the
+  batcher forms and every admission. When the smallest sample over an interval is above T/2, the queue is
+  *standing* (a burst that drains within an interval is not, nor the queue a fixed number of clients keeps at
+  saturation, which stays under it), and from then on a request is admitted only if the queueing delay ahead of it
+  is at most T/3 (`Overloaded`): new work is refused until the queue is down there, and held there. What is bounded
+  is the wait behind others, not a request's own compute: one that alone needs more than that is still admitted to
+  an empty queue (the deadline judges it). The state ends after an interval in which the queue did not stand and
+  nothing was refused for it. T is what an accepted request may wait (folly's Codel sheds what waited over twice its
+  target delay while overloaded: that bound, with its standing threshold at half of it); holding the queue at a
+  third of it leaves room for the throughput to drop by two thirds and for a window's batches to run one after
+  another. Measured (docs/reliability.md): held at T/2, the p99 of accepted requests at twice the capacity was
+  0.89-0.94 T on a 2-core VM whose throughput swings from second to second; at T/3, 0.70-0.76 T with the same
+  goodput; entering at T/3 as well made 64 closed-loop clients at saturation (0.2-0.4 s queued) shed.
 
 What is queued is never dropped for its age (only at its deadline): the lanes serve every request a little at a
 time, so an old request has most of its items computed already, and dropping it would throw that work away.
@@ -50,8 +52,13 @@ class ShedPolicy:
     interval_s: float = 0.1
 
     @property
+    def standing_s(self) -> float:
+        """Over this queueing delay for an interval, the queue is standing."""
+        return self.target_wait_s / 2
+
+    @property
     def level_s(self) -> float:
-        """The queueing delay a standing queue is held at (and over which it stands)."""
+        """The queueing delay a standing queue is held at."""
         return self.target_wait_s / 3
 
 
@@ -121,8 +128,8 @@ class Pressure:
                 f"{max(0.0, left_s):.2f} s left; retry later", retry_after_s=max(1, math.ceil(wait - left_s)))
         if self.overloaded and ahead > self.policy.level_s:
             self._refused += 1
-            raise Overloaded(f"model '{self.name}' is overloaded: its queue has stood over a third of its target wait "
-                             f"of {self.policy.target_wait_s:g} s, so new requests are refused until it drains; retry "
+            raise Overloaded(f"model '{self.name}' is overloaded: its queue has stood over half its target wait of "
+                             f"{self.policy.target_wait_s:g} s, so new requests are refused until it drains; retry "
                              "shortly")
 
     def _delay(self, queued: int) -> float:
@@ -139,7 +146,7 @@ class Pressure:
         if now < self._interval_end:
             return
         if self.policy.target_wait_s > 0:
-            if self._min_delay > self.policy.level_s and self._min_delay != math.inf:
+            if self._min_delay > self.policy.standing_s and self._min_delay != math.inf:
                 self.overloaded = True
             elif self._refused == 0:
                 self.overloaded = False
