@@ -148,8 +148,8 @@ class DeadlineUnreachable(Shed):
 
 
 class Overloaded(Shed):
-    """The model's queue has stood above half its target wait: new requests are refused until it is down to a third
-    of it, and held there."""
+    """The model's queue has stood above two thirds of its target wait: new requests are refused until it is down to
+    a third of it, and held there."""
 
     code = "overloaded"
 

@@ -81,9 +81,9 @@ def test_admission_by_expected_wait_at_the_deadline_boundary():
     assert info.value.headers["Retry-After"] == "8"
 
 
-def test_a_queue_that_stands_over_half_the_target_for_an_interval_is_held_at_a_third():
+def test_a_queue_that_stands_over_two_thirds_of_the_target_for_an_interval_is_held_at_a_third():
     p = measured(100.0)
-    t = standing(p, 0.0, 0.6)
+    t = standing(p, 0.0, 0.7)
     assert p.overloaded
     p.waited(0.3, 0, t)  # the queue has come down: the last window's oldest item waited 0.3 s
     p.check(33, 10, 60, t)  # 0.33 s of work ahead, under T/3: admitted
@@ -93,14 +93,14 @@ def test_a_queue_that_stands_over_half_the_target_for_an_interval_is_held_at_a_t
     assert "1 s" in info.value.message
 
 
-def test_a_growing_queue_stands_as_soon_as_it_needs_over_half_the_target_for_an_interval():
+def test_a_growing_queue_stands_as_soon_as_it_needs_over_two_thirds_of_the_target_for_an_interval():
     p = measured(100.0)
-    t = standing(p, 0.0, 0.0, queued=40)  # 0.4 s: over the level a standing queue is held at, not standing
+    t = standing(p, 0.0, 0.0, queued=60)  # 0.6 s: over the level a standing queue is held at, not standing
     assert not p.overloaded
-    t = standing(p, t, 0.0, queued=51)  # nothing has waited long yet, but 0.51 s of work is queued (its interval
-    t = standing(p, t, 0.0, queued=51)  # began with the 0.4 s sample that closed the last one: one more)
+    t = standing(p, t, 0.0, queued=67)  # nothing has waited long yet, but 0.67 s of work is queued (its interval
+    t = standing(p, t, 0.0, queued=67)  # began with the 0.6 s sample that closed the last one: one more)
     assert p.overloaded
-    t = standing(p, t, 0.0, queued=50)  # 0.5 s is not standing; this interval refused nothing: over
+    t = standing(p, t, 0.0, queued=66)  # 0.66 s is not standing; this interval refused nothing: over
     assert not p.overloaded
 
 
@@ -108,7 +108,7 @@ def test_the_bound_is_on_the_wait_behind_others_not_on_a_request_s_own_compute()
     """A request that alone needs more than the level is admitted to an empty queue even while shedding (refusing it
     would refuse it for ever, and every refusal would keep the model shedding with nothing queued)."""
     p = measured(100.0)
-    t = standing(p, 0.0, 0.6)
+    t = standing(p, 0.0, 0.7)
     p.idle(t)
     p.check(0, 300, 60, t)  # 3 s of its own work, nothing ahead
     with pytest.raises(DeadlineUnreachable):
@@ -119,7 +119,7 @@ def test_the_bound_is_on_the_wait_behind_others_not_on_a_request_s_own_compute()
 
 def test_while_the_queue_stands_the_measured_wait_overrules_an_optimistic_rate():
     p = measured(100.0)
-    t = standing(p, 0.0, 0.6)
+    t = standing(p, 0.0, 0.7)
     p.waited(0.3, 0, t)
     p.check(10, 8, 60, t)  # 0.18 s expected, 0.3 s measured
     p.waited(0.7, 0, t)  # the model got slower than its rate says: what waits now waited 0.7 s
@@ -140,7 +140,7 @@ def test_a_burst_that_drains_within_the_interval_is_not_shed():
     p.check(500, 0, 60, t)  # 5 s of work ahead: only the deadline (60 s) judges it
 
 
-def test_at_exactly_half_the_target_the_queue_does_not_stand():
+def test_at_exactly_two_thirds_of_the_target_the_queue_does_not_stand():
     p = measured(100.0)
     standing(p, 0.0, ShedPolicy(T, INTERVAL).standing_s)
     assert not p.overloaded
@@ -152,7 +152,7 @@ def test_shedding_ends_after_an_interval_without_refusals_once_the_queue_drained
     assert p.overloaded
     with pytest.raises(Overloaded):
         p.check(100, 8, 60, t)
-    t = standing(p, t, 0.3)  # drained below T/2, but this interval refused: still shedding
+    t = standing(p, t, 0.3)  # drained below 2T/3, but this interval refused: still shedding
     assert p.overloaded
     t = standing(p, t, 0.3)  # an interval without refusals: over
     assert not p.overloaded

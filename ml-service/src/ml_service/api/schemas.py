@@ -311,7 +311,8 @@ class ModelStats(BaseModel):
     expected_wait_ms: float | None = Field(description="what the queued items need at the measured service rate "
                                            "(null before the first batch)")
     service_rate_per_s: float | None = Field(description="items per busy second over the last batches")
-    overloaded: bool = Field(description="the queue has stood over half its target wait: longer waits are refused")
+    overloaded: bool = Field(description="the queue has stood over two thirds of its target wait: waits over a third "
+                                         "are refused")
     target_wait_ms: float | None = Field(description="the most an accepted request should wait once the queue "
                                          "stands; 0: only the deadline")
     last_1m: WindowStats

@@ -18,7 +18,7 @@ first, and requests up to a batch are served in the order they came (queues.py).
 
 Each item has its own asyncio future, resolved on the loop. A full queue fails at once
 (`QueueFull`); `admit` refuses at once what the model cannot answer in time or, while its queue stands
-over half its target wait, what would wait longer (pressure.py); an item whose deadline passed before its
+over two thirds of its target wait, what would wait longer (pressure.py); an item whose deadline passed before its
 batch started is dropped uncomputed (`DeadlineExceeded`); a cancelled item (its client left) is dropped
 before any further work; an exception fails only its own batch. A request may bring a post-step (a
 classifier head on this encoder) that runs on its own items' output rows.

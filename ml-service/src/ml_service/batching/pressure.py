@@ -12,18 +12,19 @@ standing-queue detector in the spirit of CoDel as Facebook runs it in front of i
 * **Admission by expected wait**: a request expected to finish after its deadline is refused at once
   (`DeadlineUnreachable`) instead of waiting for a 504.
 * **A bound on queueing delay**, the target wait T (0: none). The queueing delay is sampled at every window the
-  batcher forms and every admission. When the smallest sample over an interval is above T/2, the queue is
+  batcher forms and every admission. When the smallest sample over an interval is above 2T/3, the queue is
   *standing* (a burst that drains within an interval is not, nor the queue a fixed number of clients keeps at
-  saturation, which stays under it), and from then on a request is admitted only if the queueing delay ahead of it
-  is at most T/3 (`Overloaded`): new work is refused until the queue is down there, and held there. What is bounded
-  is the wait behind others, not a request's own compute: one that alone needs more than that is still admitted to
-  an empty queue (the deadline judges it). The state ends after an interval in which the queue did not stand and
-  nothing was refused for it. T is what an accepted request may wait (folly's Codel sheds what waited over twice its
-  target delay while overloaded: that bound, with its standing threshold at half of it); holding the queue at a
-  third of it leaves room for the throughput to drop by two thirds and for a window's batches to run one after
-  another. Measured (docs/reliability.md): held at T/2, the p99 of accepted requests at twice the capacity was
-  0.89-0.94 T on a 2-core VM whose throughput swings from second to second; at T/3, 0.70-0.76 T with the same
-  goodput; entering at T/3 as well made 64 closed-loop clients at saturation (0.2-0.4 s queued) shed.
+  saturation), and from then on a request is admitted only if the queueing delay ahead of it is at most T/3
+  (`Overloaded`): new work is refused until the queue is down there, and held there. What is bounded is the wait
+  behind others, not a request's own compute: one that alone needs more than that is still admitted to an empty
+  queue (the deadline judges it). The state ends after an interval in which the queue did not stand and nothing was
+  refused for it. T is what an accepted request may wait (folly's Codel sheds what waited over twice its target
+  delay while overloaded: that bound). Standing at 2T/3 catches the onset of up to 4x the capacity before the queue
+  reaches T (it grows by an interval's excess while being judged) and leaves a saturated closed loop alone; holding
+  at T/3 leaves room for the throughput to drop by two thirds and for a window's batches to run one after another.
+  Measured (docs/reliability.md): held at T/2, the p99 of accepted requests at twice the capacity was 0.89-0.94 T
+  on a 2-core VM whose throughput swings from second to second, at T/3 0.70-0.76 T with the same goodput; standing
+  at T/3 or T/2, 4 clients of 32 sentences at saturation (0.4-0.6 s queued) were shed.
 
 What is queued is never dropped for its age (only at its deadline): the lanes serve every request a little at a
 time, so an old request has most of its items computed already, and dropping it would throw that work away.
@@ -54,7 +55,7 @@ class ShedPolicy:
     @property
     def standing_s(self) -> float:
         """Over this queueing delay for an interval, the queue is standing."""
-        return self.target_wait_s / 2
+        return self.target_wait_s * 2 / 3
 
     @property
     def level_s(self) -> float:
@@ -128,7 +129,7 @@ class Pressure:
                 f"{max(0.0, left_s):.2f} s left; retry later", retry_after_s=max(1, math.ceil(wait - left_s)))
         if self.overloaded and ahead > self.policy.level_s:
             self._refused += 1
-            raise Overloaded(f"model '{self.name}' is overloaded: its queue has stood over half its target wait of "
+            raise Overloaded(f"model '{self.name}' is overloaded: its queue has stood near its target wait of "
                              f"{self.policy.target_wait_s:g} s, so new requests are refused until it drains; retry "
                              "shortly")
 

@@ -139,7 +139,7 @@ class ModelStateCollector(Collector):
         queue = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Items queued and not yet answered", labels=lv)
         wait = GaugeMetricFamily(f"{PREFIX}_expected_wait_seconds", "What the queued items need at the measured "
                                  "service rate (absent until a batch has run)", labels=lv)
-        shedding = GaugeMetricFamily(f"{PREFIX}_overloaded", "1 while the queue stands over half its target wait "
+        shedding = GaugeMetricFamily(f"{PREFIX}_overloaded", "1 while the queue stands over 2/3 of its target wait "
                                      "(longer waits are refused)", labels=lv)
         flight = GaugeMetricFamily(f"{PREFIX}_in_flight_requests", "Requests holding the model now", labels=lv)
         memory = GaugeMetricFamily(f"{PREFIX}_model_memory_bytes", "What a loaded model costs (measured at load)",
