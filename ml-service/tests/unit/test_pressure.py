@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml_service.batching.pressure import RATE_WINDOW_S, Pressure, ShedPolicy
+from ml_service.batching.pressure import CALM_INTERVALS, RATE_WINDOW_S, Pressure, ShedPolicy
 from ml_service.errors import DeadlineUnreachable, Overloaded, Shed
 
 T = 1.0  # target wait, s
@@ -30,6 +30,14 @@ def standing(p: Pressure, start: float, delay: float, queued: int = 0) -> float:
         p.waited(delay, queued, t)
         t += 0.05
     p.waited(delay, queued, t)  # the interval is judged at the next event
+    return t
+
+
+def calm(p: Pressure, start: float, delay: float, intervals: int = CALM_INTERVALS) -> float:
+    """`intervals` intervals in a row in which the queue needs `delay`."""
+    t = start
+    for _ in range(intervals):
+        t = standing(p, t, delay)
     return t
 
 
@@ -100,7 +108,7 @@ def test_a_growing_queue_stands_as_soon_as_it_needs_over_two_thirds_of_the_targe
     t = standing(p, t, 0.0, queued=67)  # nothing has waited long yet, but 0.67 s of work is queued (its interval
     t = standing(p, t, 0.0, queued=67)  # began with the 0.6 s sample that closed the last one: one more)
     assert p.overloaded
-    t = standing(p, t, 0.0, queued=66)  # 0.66 s is not standing; this interval refused nothing: over
+    calm(p, t, 0.0)  # not standing, nothing refused, long enough: over
     assert not p.overloaded
 
 
@@ -113,7 +121,7 @@ def test_the_bound_is_on_the_wait_behind_others_not_on_a_request_s_own_compute()
     p.check(0, 300, 60, t)  # 3 s of its own work, nothing ahead
     with pytest.raises(DeadlineUnreachable):
         p.check(0, 300, 2.0, t)  # but not past its deadline
-    t = standing(p, t, 0.0)  # then an interval without refusals and nothing standing: over
+    calm(p, t, 0.0)  # then nothing standing and nothing refused for long enough: over
     assert not p.overloaded
 
 
@@ -146,15 +154,23 @@ def test_at_exactly_two_thirds_of_the_target_the_queue_does_not_stand():
     assert not p.overloaded
 
 
-def test_shedding_ends_after_an_interval_without_refusals_once_the_queue_drained():
+def test_shedding_ends_only_after_a_run_of_calm_intervals():
+    """A lull of a few admissions in a row does not end it (the queue would swing between T/3 and 2T/3 under a
+    steady overload): CALM_INTERVALS intervals in a row without standing or refusing do."""
     p = measured(100.0)
     t = standing(p, 0.0, 0.8)
     assert p.overloaded
     with pytest.raises(Overloaded):
         p.check(100, 8, 60, t)
     t = standing(p, t, 0.3)  # drained below 2T/3, but this interval refused: still shedding
+    t = calm(p, t, 0.3, CALM_INTERVALS - 1)
+    assert p.overloaded  # one calm interval short
+    with pytest.raises(Overloaded):
+        p.check(100, 8, 60, t)  # a refusal starts the count again
+    t = standing(p, t, 0.3)  # (the interval it fell in)
+    t = calm(p, t, 0.3, CALM_INTERVALS - 1)
     assert p.overloaded
-    t = standing(p, t, 0.3)  # an interval without refusals: over
+    t = standing(p, t, 0.3)
     assert not p.overloaded
     p.check(100, 8, 60, t)
 

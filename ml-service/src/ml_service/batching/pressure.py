@@ -17,18 +17,21 @@ standing-queue detector in the spirit of CoDel as Facebook runs it in front of i
   saturation), and from then on a request is admitted only if the queueing delay ahead of it is at most T/3
   (`Overloaded`): new work is refused until the queue is down there, and held there. What is bounded is the wait
   behind others, not a request's own compute: one that alone needs more than that is still admitted to an empty
-  queue (the deadline judges it). The state ends after an interval in which the queue did not stand and nothing was
-  refused for it. T is what an accepted request may wait (folly's Codel sheds what waited over twice its target
-  delay while overloaded: that bound). Standing at 2T/3 catches the onset of up to 4x the capacity before the queue
-  reaches T (it grows by an interval's excess while being judged) and leaves a saturated closed loop alone; holding
-  at T/3 leaves room for the throughput to drop by two thirds and for a window's batches to run one after another.
-  Measured (docs/reliability.md): held at T/2, the p99 of accepted requests at twice the capacity was 0.89-0.94 T
-  on a 2-core VM whose throughput swings from second to second, at T/3 0.70-0.76 T with the same goodput; standing
-  at T/3 or T/2, 4 clients of 32 sentences at saturation (0.4-0.6 s queued) were shed.
+  queue (the deadline judges it). The state ends after `CALM_INTERVALS` intervals in a row in which the queue did
+  not stand and nothing was refused for it (after one, a lull of a few admissions under a steady overload ended it,
+  and the queue swung between T/3 and 2T/3).
 
-What is queued is never dropped for its age (only at its deadline): the lanes serve every request a little at a
-time, so an old request has most of its items computed already, and dropping it would throw that work away.
-Refusing at the door costs nothing.
+T is what an accepted request may wait (folly's Codel sheds what waited over twice its target delay while
+overloaded: that bound). Standing at 2T/3 catches the onset of up to 4x the capacity before the queue reaches T (it
+grows by an interval's excess while being judged) and leaves a saturated closed loop alone; holding at T/3 leaves
+room for the throughput to drop by two thirds and for a window's batches to run one after another. Measured
+(docs/reliability.md): held at T/2, the p99 of accepted requests at twice the capacity was 0.89-0.94 T on a 2-core VM
+whose throughput swings from second to second, at T/3 0.70-0.76 T with the same goodput; standing at T/3 or T/2,
+4 clients of 32 sentences at saturation (0.4-0.6 s queued) were shed.
+
+What is queued is never dropped for its age (only at its deadline): the lanes serve a big request a batch at a
+time, so an old request may have much of its work done, and dropping it would throw that away. Refusing at the
+door costs nothing.
 
 Not thread-safe: the batcher calls it under its lock.
 """
@@ -42,6 +45,7 @@ from dataclasses import dataclass
 from ml_service.errors import DeadlineUnreachable, Overloaded
 
 RATE_WINDOW_S = 2.0  # long enough for tens of batches, short enough to follow a model that slows down
+CALM_INTERVALS = 10  # shedding ends after this many intervals without standing or refusing (1 s by default)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Pressure:
         self._interval_end = now + policy.interval_s
         self._min_delay = math.inf
         self._refused = 0
+        self._calm = 0  # intervals in a row that did not stand and refused nothing
         self._head_delay = 0.0  # how long the oldest item of the last window waited (0 once the batcher is empty)
 
     # -- what the batcher reports ----------------------------------------------------------------
@@ -148,12 +153,16 @@ class Pressure:
             return
         if self.policy.target_wait_s > 0:
             if self._min_delay > self.policy.standing_s and self._min_delay != math.inf:
-                self.overloaded = True
-            elif self._refused == 0:
-                self.overloaded = False
+                self.overloaded, self._calm = True, 0
+            elif self._refused:
+                self._calm = 0
+            else:
+                self._calm += 1
+                if self._calm >= CALM_INTERVALS:
+                    self.overloaded = False
         self._min_delay = math.inf
         self._refused = 0
         self._interval_end = now + self.policy.interval_s
 
 
-__all__ = ["RATE_WINDOW_S", "Pressure", "ShedPolicy"]
+__all__ = ["CALM_INTERVALS", "RATE_WINDOW_S", "Pressure", "ShedPolicy"]
