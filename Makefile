@@ -128,7 +128,8 @@ bench-parse: $(STAMP)
 bench-fairness: models
 	$(BIN)/python bench/fairness.py --systems ml-service --model-dir $(MODEL_CACHE_DIR)
 
-# twice the measured capacity, open loop, 5 minutes: shedding, RSS, one answer per request (not in `make test`)
+# twice the measured capacity, open loop, 5 minutes: one answer per request, RSS, and issue 23's goals (accepted p99,
+# goodput, refusals in milliseconds); an A/B: bench/soak.py --systems ml-service,ml-service@<rev> (not in `make test`)
 soak: models
 	$(BIN)/python bench/soak.py --model-dir $(MODEL_CACHE_DIR)
 

@@ -59,15 +59,21 @@ def free_port() -> int:
 WORKTREES = HERE / ".worktrees"
 
 
-def at_revision(rev: str, model_dir: Path, port: int) -> System:
-    """ml-service as of a git revision (an A/B run: `--systems ml-service,ml-service@HEAD~1`), run from a
-    worktree of that revision with this venv's packages."""
+def worktree(rev: str) -> Path:
+    """A detached git worktree of a revision, under bench/.worktrees (made once)."""
     sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev], capture_output=True, text=True,
                          check=True).stdout.strip()
     tree = WORKTREES / sha
     if not tree.exists():
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), sha], check=True,
                        capture_output=True)
+    return tree
+
+
+def at_revision(rev: str, model_dir: Path, port: int) -> System:
+    """ml-service as of a git revision (an A/B run: `--systems ml-service,ml-service@HEAD~1`), run from a
+    worktree of that revision with this venv's packages."""
+    tree = worktree(rev)
     cmd = (f"PYTHONPATH={tree / 'ml-service' / 'src'} exec {sys.executable} -m ml_service.cli serve "
            f"--host 127.0.0.1 --port {port} --preload '*'")
     return System(f"ml-service@{rev}", cmd, "/inference", "seed", "bert", image=True,

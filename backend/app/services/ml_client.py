@@ -1,8 +1,9 @@
 """`MLServiceClient`: the backend's one way to ml-service (the guide's `ml_client.inference(model_type, data)` plus
 typed helpers). One pooled `httpx.AsyncClient`, opened and closed with the app; bearer token; one time budget for
 the whole call, retries included, which ml-service is told of (`X-Request-Timeout-Ms`); retries on connection
-errors, 429, 502, 503 and 504 only (honouring Retry-After); answers checked against their shape; a circuit breaker
-so that a dead ml-service costs no latency."""
+errors, 429, 502, 503 and 504 only (honouring Retry-After), except the 503s that say retrying cannot help (a model
+that failed to load, ml-service shedding load): those fall back at once; answers checked against their shape; a
+circuit breaker so that a dead ml-service costs no latency."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ PEER = "ml-service"
 _CHUNK = 256  # texts per embedding call
 #: what ml-service answers about the request itself (the user's input): answered as such, no fallback
 REJECTIONS = frozenset({400, 413, 422})
+#: ml-service's load shedding (503 + Retry-After, at once): its queue cannot answer within the time we said we have
+#: left, or it stands over its target wait; a retry within our budget would only add load to an overloaded service
+SHEDDING = frozenset({"deadline_unreachable", "overloaded"})
 _last_warning: dict[str, float] = {}
 
 
@@ -40,6 +44,12 @@ class MLServiceModelFailed(MLServiceError, SourceError):
     """ml-service is up, but the model failed to load as it is on disk (503 `model_failed`, no Retry-After): the
     next source answers at once; not retried, and not counted against ml-service's circuit (its other models
     serve)."""
+
+
+class MLServiceShedding(MLServiceError, SourceError):
+    """ml-service refused at once because it cannot answer in time (503 `deadline_unreachable` or `overloaded`): the
+    next source answers now; not retried within the budget, and not counted against ml-service's circuit (it is up,
+    and answers what it accepts in time)."""
 
 
 class MLServiceRejected(MLServiceError):
@@ -77,7 +87,7 @@ class MLServiceClient:
             timeout = httpx.Timeout(left, connect=min(1.0, left))
             headers = {"X-Request-Timeout-Ms": str(max(1, int(left * 1000)))}  # ml-service stops when we do
             response = await send(PEER, self.http.request(method, path, json=body, headers=headers, timeout=timeout),
-                                  _model_failed)
+                                  _final)
             if response.status_code >= 400:
                 err = _error(response)
                 if response.status_code in REJECTIONS:
@@ -132,17 +142,29 @@ def _object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _model_failed(response: httpx.Response) -> Exception | None:
-    if response.status_code != 503 or "retry-after" in response.headers:
+def _final(response: httpx.Response) -> Exception | None:
+    """The 503s after which retrying cannot help (`send`'s `permanent`): a model that failed to load (no
+    Retry-After), or ml-service shedding load; the next source's turn now."""
+    if response.status_code != 503:
         return None
     err = _error(response)
-    if err.get("code") != "model_failed":
-        return None
+    code = err.get("code")
+    if code == "model_failed" and "retry-after" not in response.headers:
+        _warn_once(code, "ml-service: %s; falling back without retrying", err.get("message", "a model failed to load"))
+        return MLServiceModelFailed(f"{PEER}: {err.get('message', 'the model failed to load')}")
+    if code in SHEDDING:
+        _warn_once("shedding", "ml-service is shedding load (%s: %s); falling back without retrying", code,
+                   err.get("message", ""))
+        return MLServiceShedding(f"{PEER}: {err.get('message', 'overloaded')}")
+    return None
+
+
+def _warn_once(kind: str, message: str, *args: Any) -> None:
+    """A warning at most once a minute per kind: every request would say it."""
     now = time.monotonic()
-    if now - _last_warning.get("model_failed", -60.0) >= 60.0:  # at most once a minute: every request would say it
-        _last_warning["model_failed"] = now
-        log.warning("ml-service: %s; falling back without retrying", err.get("message", "a model failed to load"))
-    return MLServiceModelFailed(f"{PEER}: {err.get('message', 'the model failed to load')}")
+    if now - _last_warning.get(kind, -60.0) >= 60.0:
+        _last_warning[kind] = now
+        log.warning(message, *args)
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:

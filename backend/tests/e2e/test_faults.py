@@ -243,3 +243,60 @@ def test_a_model_that_failed_on_ml_service_falls_back_at_once_without_tripping_i
     finally:
         ml.stop()
     assert ml.log_text().count("model task-category version 2 failed to load") == 1  # tried once, not per request
+
+
+def test_ml_service_shedding_load_falls_back_at_once_without_tripping_its_circuit(
+        real_models: Path, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """Issue 23 on both sides: the real ml-service, kept busy by a client of its own (~2 s of work queued on
+    text-embedding, whose batcher task-category shares), refuses the backend's categorize at once (503
+    `deadline_unreachable`: more is queued than the second the backend has left); the backend answers from the next
+    source at once, without retrying, and ml-service's circuit stays closed: once the load stops, it answers again."""
+    from tests.e2e.conftest import ml_service_proc
+
+    port = free_port()
+    ml = ml_service_proc(real_models, port, tmp_path)
+    ml.env.update(ML_SERVICE_PRELOAD="text-embedding,task-category",
+                  ML_SERVICE_TARGET_WAIT_MS="0")  # only deadlines bound the queue: the load stays queued
+    ml.start()
+    stop = threading.Event()
+    auth = {"Authorization": "Bearer ml-secret"}
+    url = f"http://127.0.0.1:{port}"
+
+    def load() -> None:
+        texts = [f"sweep the garden path number {i} before the rain" for i in range(256)]
+        with httpx.Client(base_url=url, headers=auth, timeout=60) as h:
+            while not stop.is_set():
+                assert h.post("/inference", json={"model_type": "text-embedding", "data": {"texts": texts}}
+                              ).status_code == 200
+
+    def expected_wait_ms() -> float:
+        rows = httpx.get(f"{url}/stats", headers=auth).json()["models"]
+        return next(r["expected_wait_ms"] or 0.0 for r in rows if r["model"] == "text-embedding")
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    try:
+        proc = backend_proc(port, tmp_path, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=fake_openai.base_url,
+                            ML_FALLBACK_ORDER="ml-service,openai", ML_SERVICE_TIMEOUT_S="1")
+        with serving(proc) as c:
+            r = c.post("/api/ml/categorize", json={"text": "Mow the lawn"})  # the encoder's rate gets measured
+            assert r.status_code == 200 and r.json()["source"] == "ml-service", r.text
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            while expected_wait_ms() < 1500 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert expected_wait_ms() >= 1500
+            for _ in range(8):  # more than the breaker's threshold
+                r, took = timed(c, "POST", "/api/ml/categorize", json={"text": "Mow the lawn"})
+                assert r.status_code == 200 and r.json()["source"] == "openai", r.text
+                assert took < 0.6, took  # at once: not after ml-service's 1 s (the time it took before)
+            stop.set()
+            for t in threads:
+                t.join(60)
+            r = c.post("/api/ml/categorize", json={"text": "Mow the lawn"})
+            assert r.status_code == 200 and r.json()["source"] == "ml-service", r.text  # the circuit stayed closed
+        log = proc.log_text()
+        assert log.count("shedding load") == 1 and "deadline_unreachable" in log  # said once, not per request
+    finally:
+        stop.set()
+        ml.stop()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.services import resilience
-from app.services.ml_client import MLServiceClient, MLServiceRejected, MLServiceUnavailable
+from app.services.ml_client import MLServiceClient, MLServiceRejected, MLServiceShedding, MLServiceUnavailable
 from app.services.resilience import CircuitBreaker, CircuitOpen, RetryPolicy, call_with_retries, request_budget
 
 OK = {"model": "text-embedding", "version": "2", "outputs": [{"embedding": [0.1, 0.2]}], "timings_ms": {}}
@@ -96,6 +96,38 @@ def test_a_retry_after_beyond_the_budget_is_not_waited_for(settings_for: Any) ->
     with pytest.raises(MLServiceUnavailable):
         run(client(settings_for, script).embed(["a"]))
     assert script.calls == 1  # 30 s is past the 2 s budget: fail at once (and let the fallback answer)
+
+
+@pytest.mark.parametrize("code", ["deadline_unreachable", "overloaded"])
+def test_ml_service_shedding_load_is_the_next_source_s_turn_at_once(settings_for: Any, code: str) -> None:
+    """Issue 23: ml-service refusing at once because it cannot answer within what we said is left (or its queue
+    stands over its target) is not retried within the budget, even with a Retry-After that would fit, and does not
+    count against its circuit: it is up and answers what it accepts in time."""
+    shed = (503, {"error": {"code": code, "message": "model 'text-embedding:2' cannot answer in time"}},
+            {"Retry-After": "1"})
+    script = Script(*[shed] * 6, (200, OK, {}))
+    breaker = CircuitBreaker(3, 10.0)
+    c = client(settings_for, script, breaker)
+    for _ in range(6):  # twice the breaker's threshold
+        t0 = time.monotonic()
+        with pytest.raises(MLServiceShedding, match="cannot answer in time"):
+            run(c.embed(["a"]))
+        assert time.monotonic() - t0 < 0.5  # no wait for the Retry-After
+    assert script.calls == 6 and breaker.state == "closed"  # one call each; the circuit stays closed
+    assert run(c.embed(["a"])) == [[0.1, 0.2]]
+
+
+def test_a_full_queue_is_still_retried_after_its_retry_after(settings_for: Any, monkeypatch: Any) -> None:
+    """queue_full says "room soon": unlike shedding, it is worth one more try within the budget."""
+    waits: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        waits.append(s)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    script = Script((503, {"error": {"code": "queue_full", "message": "full"}}, {"Retry-After": "0.3"}), (200, OK, {}))
+    assert run(client(settings_for, script).embed(["a"])) == [[0.1, 0.2]]
+    assert script.calls == 2 and waits == [0.3]
 
 
 def test_the_breaker_opens_fails_fast_and_probes_after_the_cooldown(settings_for: Any) -> None:

@@ -123,14 +123,35 @@ class RateLimitUnavailable(MLServiceError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
-class QueueFull(MLServiceError):
-    """The model's batch queue is full; the client should retry shortly."""
+class Shed(MLServiceError):
+    """Refused at once so that what the model accepts is answered in time: 503 with Retry-After. The subclasses say
+    why (`ml_service_rejections_total` counts them by reason)."""
 
     status_code = 503
-    code = "queue_full"
+    code = "shed"
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class QueueFull(Shed):
+    """The model's batch queue is full; the client should retry shortly."""
+
+    code = "queue_full"
+
+
+class DeadlineUnreachable(Shed):
+    """The model's queue needs longer than what is left of the request's deadline (its expected wait, from the
+    work queued ahead and the measured service rate): refused before any work, instead of a 504 at the deadline."""
+
+    code = "deadline_unreachable"
+
+
+class Overloaded(Shed):
+    """The model's queue has stood above two thirds of its target wait: new requests are refused until it is down to
+    a third of it, and held there."""
+
+    code = "overloaded"
 
 
 class DeadlineExceeded(MLServiceError):

@@ -11,8 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ml_service.batching import Batcher
+from ml_service.batching import Batcher, ShedPolicy
 from ml_service.dataplane import ModelSpec
+from ml_service.manifest import Batching
 from ml_service.memory import peak_rss_bytes, reset_peak_rss, rss_bytes, trim_heap
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
@@ -110,8 +111,14 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
         return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, None, memory,
                            post=task.post_step(runtime), resident_bytes=resident)
     batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers,
-                      release_idle_s=settings.release_idle_s)
+                      release_idle_s=settings.release_idle_s, shedding=shed_policy(settings, manifest.batching))
     return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory, resident_bytes=resident)
+
+
+def shed_policy(settings: Settings, batching: Batching) -> ShedPolicy:
+    """A version's queue-delay bound: its model.toml's target wait, else the server's."""
+    target = batching.target_wait_ms if batching.target_wait_ms is not None else settings.target_wait_ms
+    return ShedPolicy(target / 1000, settings.shed_interval_ms / 1000)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -121,4 +128,4 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version"]
+__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "shed_policy"]

@@ -73,6 +73,9 @@ class Batching(_Strict):
     max_queue_delay_ms: float = Field(default=2.0, ge=0, le=10_000)
     max_queue_size: int = Field(default=1024, ge=1)
     window_factor: int = Field(default=4, ge=1, le=64, description="items gathered per window, in batches")
+    target_wait_ms: float | None = Field(default=None, ge=0, le=600_000, description=(
+        "the most an accepted request should wait once the queue stands; default ML_SERVICE_TARGET_WAIT_MS; 0: only "
+        "the deadline bounds the wait (batch work)"))
 
 
 class Limits(_Strict):

@@ -1,6 +1,7 @@
 """InferenceService: the data plane. Every protocol and the CLI reach the models through it, and it is the only
-thing that resolves a request's model version (once, through the rollout's one version policy), checks its items
-(once), submits them to the batcher and times the answer."""
+thing that resolves a request's model version (once, through the rollout's one version policy), admits it by the
+model's expected wait (batching/pressure.py), checks its items (once), submits them to the batcher and times the
+answer."""
 
 from __future__ import annotations
 
@@ -61,6 +62,16 @@ class InferenceService:
             ctx.model, ctx.version = target.entry.name, target.mv.number
         return Resolved(target, self.spec_of(target), deadline)
 
+    def admit(self, resolved: Resolved, items: int) -> None:
+        """Refuse at once (503 `deadline_unreachable` or `overloaded`) a request of `items` that the resolved
+        version's queue cannot answer by its deadline or within its target wait. The routes call it with the count
+        the envelope declares, before decoding the payload; a model not loaded yet admits everything."""
+        target = resolved.target
+        key = target.key if target.encoder is None else (target.encoder[0].name, target.encoder[1].number)
+        model = self.registry.loaded_model(key)
+        if model is not None and model.batcher is not None:
+            model.batcher.admit(items, resolved.deadline - time.monotonic())
+
     def describe(self, model: str, version: str | int | None = None) -> ModelSpec:
         """The spec of the version a request would get, without loading anything (metadata routes)."""
         return self.spec_of(self.rollout.peek(model, version))
@@ -98,16 +109,17 @@ class InferenceService:
         async with self.registry.use(target.entry, target.mv, target.encoder, deadline) as lease:
             task = lease.model.task
             task.check_count(len(items), request.where, most=request.max_items)
+            left = deadline - time.monotonic()
+            if left <= 0:  # the time went on loading the model (or waiting for memory): nothing was computed
+                raise ModelUnavailable("the model was not ready in time for this request (it was loading); "
+                                       "retry shortly", retry_after_s=1)
+            lease.batcher.admit(len(items), left)  # before a rate limit charges it
             if ctx is not None and ctx.admit is not None:  # a rate limit counted in items
                 await ctx.admit(len(items))
             for i, item in enumerate(items):  # cheap type/size checks, so a bad item never fails a batch
                 task.check_item(item, request.label(i))
             chunk = min(task.limits.max_items, task.manifest.batching.max_queue_size)
-            left = deadline - time.monotonic()
-            if left <= 0:  # the time went on loading the model (or waiting for memory): nothing was computed
-                raise ModelUnavailable("the model was not ready in time for this request (it was loading); "
-                                       "retry shortly", retry_after_s=1)
-            results = await self._run(lease, items, chunk, left)
+            results = await self._run(lease, items, chunk, deadline - time.monotonic())
         total = (time.perf_counter() - t0) * 1000
         timings = {"queue": round(max(r.queue_ms for r in results), 3),
                    "inference": round(max(r.inference_ms for r in results), 3), "total": round(total, 3)}

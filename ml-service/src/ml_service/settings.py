@@ -68,6 +68,13 @@ class Settings(BaseSettings):
                                                                 "it has been idle this long (0: keep it)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    target_wait_ms: float = Field(default=1000.0, ge=0, le=600_000, description=(
+        "the most an accepted request should wait in a model's queue: once the queue stands over two thirds of it "
+        "for an interval, it is held at a third by refusing longer waits at once; model.toml [batching] target_wait_ms "
+        "overrides it; 0: only the deadline bounds the wait"))
+    shed_interval_ms: float = Field(default=100.0, ge=1, le=60_000, description=(
+        "how long a model's queue must stand over two thirds of its target wait before anything is shed (a burst that "
+        "drains sooner is not)"))
     openai_max_inputs: int = Field(default=2048, ge=1, description="most items in one /v1/embeddings request")
     log_level: str = "info"
     log_format: Literal["console", "json"] = Field(default="console", description="json: one JSON object a line")

@@ -81,6 +81,12 @@ def test_the_dashboard_in_chromium(real_models: Path, tmp_path: Path) -> None:
             expect(page.locator("#status")).to_have_text("ready")
             assert float(row.locator(".rate").inner_text()) > 0
             assert row.locator(".p50").inner_text() != "-"
+            wait = row.locator(".wait").inner_text()  # issue 23: the expected wait, once a batch has run
+            assert wait.split()[0].isdigit() and "shedding" not in wait, wait
+            deadline = time.monotonic() + 20
+            while int(page.locator("#chart-wait").get_attribute("data-points") or 0) < 4:  # its chart fills too
+                assert time.monotonic() < deadline, "the expected-wait chart has no points"
+                page.wait_for_timeout(500)
             page.wait_for_function("Number(document.getElementById('chart-rate').dataset.points) >= 4",
                                    timeout=20_000)  # the charts have several points
             assert float(page.locator("#chart-latency").get_attribute("data-max") or 0) > 1

@@ -92,6 +92,9 @@ def test_the_client_s_deadline_header_at_its_boundary(tmp_path, make_model, fake
         for value, status in (("99999999", 200), ("00000001", 200), ("100000000", 400), ("9" * 300, 400)):
             r = client.post("/inference", content=NATIVE, headers={"X-Request-Timeout-Ms": value,
                                                                    "Content-Type": "application/json"})
+            if value == "00000001" and r.status_code != 200:  # 1 ms is a deadline: it may be unreachable (issue 23)
+                assert r.json()["error"]["code"] in ("deadline_unreachable", "deadline_exceeded"), r.text
+                continue
             assert r.status_code == status, (value, r.text)
             assert status == 200 or "at most 8 digits" in r.json()["error"]["message"]
 

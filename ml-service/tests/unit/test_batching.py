@@ -5,159 +5,25 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ml_service.batching import Batcher, InferenceFailed, split_window
-from ml_service.dataplane import Signature
-from ml_service.errors import DeadlineExceeded, InvalidInput, MLServiceError, ModelUnavailable, QueueFull
-from ml_service.manifest import Batching, Manifest
-from ml_service.repository import ModelEntry, ModelVersion
-from ml_service.runtime.base import Runtime, RuntimeOptions
-from ml_service.tasks import ModelTask, Prepared
+from ml_service.errors import DeadlineExceeded, InvalidInput, ModelUnavailable, QueueFull
+from ml_service.manifest import Batching
+from ml_service.tasks import Prepared
 
-WAIT = 10.0  # generous: only reached when something is wrong
-
-MANIFEST = Manifest.model_validate({
-    "task": "tensor", "runtime": "fake",
-    "inputs": [{"name": "ids", "dtype": "int64", "shape": [-1]}],
-    "outputs": [{"name": "y", "dtype": "int64", "shape": [-1]}],
-})
-
-
-class ItemTask(ModelTask):
-    """Raw items are `(item id, length)`; the length is the item's token cost.
-
-    `hold_pre` holds preprocessing of the given ids until their event is set; a negative length is
-    an item that preprocessing rejects.
-    """
-
-    name = "items"
-
-    def __init__(self):
-        entry = ModelEntry("items", Path("."), MANIFEST)
-        super().__init__(entry, ModelVersion(1, Path(".")), MANIFEST)
-        self.hold_pre: dict[int, threading.Event] = {}
-        self.in_pre: dict[int, threading.Event] = {}
-
-    @classmethod
-    def signature(cls, manifest, labels):
-        return Signature((), (), "tensors")
-
-    def check_item(self, item, where):
-        pass
-
-    def preprocess(self, items, budgets):
-        out = []
-        for item_id, length in items:
-            if item_id in self.hold_pre:
-                self.in_pre.setdefault(item_id, threading.Event()).set()
-                assert self.hold_pre[item_id].wait(WAIT)
-            if length < 0:
-                out.append(InvalidInput(f"item {item_id} has a negative length"))
-            else:
-                out.append(Prepared(item_id, cost=length))
-        return out
-
-    def collate(self, batch):
-        return {"ids": np.array([p.features for p in batch], dtype=np.int64),
-                "lens": np.array([p.cost for p in batch], dtype=np.int64)}
-
-    def postprocess(self, outputs, feeds, batch):
-        return [{"y": outputs["y"][i]} for i in range(len(batch))]
-
-
-class GateRuntime(Runtime):
-    """Records every batch; can hold a batch that contains a given id, and fail batches with given ids."""
-
-    name = "gate"
-
-    def __init__(self, fail_ids=(), delay_s=0.0):
-        super().__init__(Path("unused"), MANIFEST, RuntimeOptions())
-        self.batches: list[list[int]] = []  # ids per batch, in the order the runtime saw them
-        self.lens: list[list[int]] = []
-        self.fail_ids = set(fail_ids)
-        self.delay_s = delay_s
-        self.gates: dict[int, threading.Event] = {}
-        self.entered: dict[int, threading.Event] = {}
-        self._lock = threading.Lock()
-
-    def hold(self, item_id):
-        """Make the batch holding `item_id` wait until `release(item_id)`."""
-        self.gates[item_id] = threading.Event()
-        self.entered[item_id] = threading.Event()
-
-    def release(self, item_id):
-        self.gates[item_id].set()
-
-    def load(self):
-        pass
-
-    def unload(self):
-        pass
-
-    def predict(self, feeds, release=False):
-        ids = feeds["ids"].tolist()
-        with self._lock:
-            self.batches.append(ids)
-            self.lens.append(feeds["lens"].tolist())
-        for i in ids:
-            if i in self.gates:
-                self.entered[i].set()
-                assert self.gates[i].wait(WAIT)
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        if self.fail_ids & set(ids):
-            raise RuntimeError("the runtime failed")
-        return {"y": feeds["ids"] * 10}
-
-    @property
-    def seen(self) -> set[int]:
-        return {i for b in self.batches for i in b}
-
-
-def _batcher(runtime=None, task=None, workers=1, **cfg):
-    cfg = {"max_batch_size": 4, "max_queue_delay_ms": 5, "max_queue_size": 1000, "window_factor": 4, **cfg}
-    return Batcher("test", task or ItemTask(), runtime or GateRuntime(), Batching(**cfg), workers=workers)
-
-
-def _run(batcher: Batcher, scenario):
-    async def main():
-        batcher.start()
-        try:
-            await asyncio.wait_for(scenario(), 60)
-        finally:
-            for gate in getattr(batcher.runtime, "gates", {}).values():
-                gate.set()
-            for gate in getattr(batcher.task, "hold_pre", {}).values():
-                gate.set()
-            await asyncio.to_thread(batcher.stop, 5.0)
-
-    asyncio.run(main())
-
-
-async def _wait_event(event: threading.Event):
-    assert await asyncio.to_thread(event.wait, WAIT), "timed out waiting for the worker"
-
-
-async def _results(futures, timeout=WAIT):
-    return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout)
-
-
-async def _hold_compute(batcher, item_id=-1000):
-    """Submit one item and hold the compute thread inside the runtime with it."""
-    runtime = batcher.runtime
-    runtime.hold(item_id)
-    (fut,) = batcher.submit([(item_id, 1)], 60)
-    await _wait_event(runtime.entered[item_id])
-    return fut
-
-
-def _values(results):
-    return [int(r.outputs["y"]) if not isinstance(r, BaseException) else r for r in results]
+from .batching_support import (
+    WAIT,
+    GateRuntime,
+    ItemTask,
+    _batcher,
+    _hold_compute,
+    _results,
+    _run,
+    _values,
+    _wait_event,
+)
 
 
 # -- split_window --------------------------------------------------------------------------------
@@ -480,135 +346,5 @@ def test_stats_count_batches_items_and_padding():
         assert b.stats.real_tokens == 6
         assert b.stats.padded_tokens == 8
         assert list(b.stats.recent_sizes) == [2]
-
-    _run(b, scenario)
-
-
-def test_items_still_in_preprocessing_when_stopped_fail_at_once():
-    task = ItemTask()
-    task.hold_pre[7] = threading.Event()
-    rt = GateRuntime()
-    b = _batcher(rt, task)
-
-    async def scenario():
-        (fut,) = b.submit([(7, 3)], 60)
-        await _wait_event(task.in_pre.setdefault(7, threading.Event()))
-        stopping = asyncio.create_task(asyncio.to_thread(b.stop, WAIT))
-        await asyncio.sleep(0.05)
-        task.hold_pre[7].set()  # preprocessing finishes after stop(): the item must not wait for its deadline
-        (result,) = await _results([fut], timeout=10)
-        assert isinstance(result, ModelUnavailable) and result.status_code == 503
-        await stopping
-        assert 7 not in rt.seen and b.pending == 0
-
-    _run(b, scenario)
-
-
-def test_a_worker_survives_an_unexpected_error_and_keeps_serving():
-    class Flaky(GateRuntime):
-        def predict(self, feeds, release=False):
-            if 666 in feeds["ids"].tolist():
-                raise MemoryError("out of memory")  # the message must not reach the client
-            return super().predict(feeds)
-
-    b = _batcher(Flaky(), workers=1)
-
-    async def scenario():
-        bad = await _results(b.submit([(666, 1)], 60))
-        assert isinstance(bad[0], MLServiceError) and bad[0].status_code == 500
-        assert "out of memory" not in bad[0].message
-        good = await _results(b.submit([(1, 1), (2, 1)], 60))
-        assert _values(good) == [10, 20]
-        assert b.pending == 0
-
-    _run(b, scenario)
-
-
-def test_a_big_request_does_not_hold_back_a_small_one():
-    """Requests share the queues round-robin: one item sent after 200 is computed in the next window, not last."""
-    rt = GateRuntime(delay_s=0.002)
-    b = _batcher(rt, workers=1, max_batch_size=4, window_factor=2)
-
-    async def scenario():
-        held = await _hold_compute(b)
-        big = b.submit([(i, 1) for i in range(200)], 60)
-        (small,) = b.submit([(999, 1)], 60)
-        rt.release(-1000)
-        await _results([held, small])
-        position = next(i for i, batch in enumerate(rt.batches) if 999 in batch)
-        assert position <= 2, rt.batches[:6]  # the held batch, at most one batch of big's, then its own
-        results = await _results(big)
-        assert _values(results) == [i * 10 for i in range(200)]
-
-    _run(b, scenario)
-
-
-def test_preprocessing_takes_bounded_chunks_round_robin():
-    """A pre thread takes at most a window of items at a time, alternating between requests."""
-    task = ItemTask()
-    seen: list[list[int]] = []
-    original = task.preprocess
-
-    def recording(items, budgets):
-        seen.append([i for i, _ in items])
-        return original(items, budgets)
-
-    task.preprocess = recording
-    task.hold_pre[-1] = threading.Event()
-    b = _batcher(task=task, workers=1, max_batch_size=4, window_factor=2)
-
-    async def scenario():
-        (first,) = b.submit([(-1, 1)], 60)
-        await _wait_event(task.in_pre.setdefault(-1, threading.Event()))
-        big = b.submit([(i, 1) for i in range(100)], 60)
-        small = b.submit([(1000 + i, 1) for i in range(3)], 60)
-        task.hold_pre[-1].set()
-        await _results([first, *big, *small])
-        chunks = seen[1:]
-        assert max(len(c) for c in chunks) <= 8
-        assert chunks[0] == [0, 1000, 1, 1001, 2, 1002, 3, 4]
-
-    _run(b, scenario)
-
-
-def test_cancelled_items_are_counted_and_never_computed():
-    rt = GateRuntime()
-    b = _batcher(rt, workers=1)
-
-    async def scenario():
-        held = await _hold_compute(b)
-        futures = b.submit([(i, 1) for i in range(50)], 60)
-        for f in futures:
-            f.cancel()
-        rt.release(-1000)
-        await _results([held])
-        more = await _results(b.submit([(77, 1)], 60))
-        assert _values(more) == [770]
-        assert not rt.seen & set(range(50))
-        assert b.stats.cancelled == 50 and b.pending == 0
-
-    _run(b, scenario)
-
-
-def test_a_post_step_runs_on_its_requests_rows_only():
-    rt = GateRuntime()
-    b = _batcher(rt, workers=1, max_batch_size=8)
-
-    def double(rows):
-        return [{"y": r["y"] * 2} for r in rows]
-
-    def broken(rows):
-        raise RuntimeError("head exploded")
-
-    async def scenario():
-        held = await _hold_compute(b)
-        plain = b.submit([(1, 1), (2, 1)], 60)
-        doubled = b.submit([(3, 1)], 60, post=double)
-        failed = b.submit([(4, 1)], 60, post=broken)
-        rt.release(-1000)
-        results = await _results([held, *plain, *doubled, *failed])
-        assert _values(results[:4]) == [-10000, 10, 20, 60]
-        assert isinstance(results[4], InferenceFailed) and "exploded" not in results[4].message
-        assert b.pending == 0
 
     _run(b, scenario)

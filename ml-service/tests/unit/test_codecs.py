@@ -323,4 +323,3 @@ def test_a_zero_dimension_does_not_let_a_huge_one_through(entry: ModelEntry, nam
                                                           shape: list[int]) -> None:
     with pytest.raises(PayloadTooLarge, match="accepts at most"):
         parse(entry, {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": []}]})
-

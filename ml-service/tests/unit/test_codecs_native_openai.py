@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from ml_service.codecs import embeddings, native
+from ml_service.codecs import embeddings, native, v2
 from ml_service.dataplane import InferenceResult, ItemResult
 from ml_service.errors import BadRequest, InvalidInput, MLServiceError, PayloadTooLarge
 
@@ -157,3 +157,16 @@ def test_embeddings_decode_needs_an_embedding_model() -> None:
         embeddings.decode(embeddings.parse_request(orjson.dumps({"model": "m", "input": "a", "dimensions": 400}), 2048),
                           spec_of(EMB), 2048)
 
+
+def test_the_envelope_says_how_many_items_before_the_payload_is_read() -> None:
+    """Issue 23: admission decides on the count the envelope declares (native, V2), before `data` is decoded."""
+    assert native.count(native.request("m", {"texts": ["a", "b", "c"]})) == 3
+    assert native.count(native.request("m", {"text": "a"})) == 1
+    assert native.count(native.request("m", {"images": ["x", "y"]})) == 2
+    assert native.count(native.request("m", {"inputs": {"x": [[1, 2], [3, 4]], "y": [[5, 6], [7, 8]]}})) == 2
+    assert native.count(native.request("m", {"inputs": {"x": 7}})) == 1
+    assert native.count(native.request("m", {})) == 1
+    head = orjson.dumps({"inputs": [{"name": "x", "shape": [5, 4], "datatype": "FP32", "data": [1, 2]}]})
+    assert v2.parse_envelope(head, None).items == 5  # the wrong element count is only found by `tensors`
+    scalar = orjson.dumps({"inputs": [{"name": "x", "shape": [], "datatype": "FP32", "data": [1]}]})
+    assert v2.parse_envelope(scalar, None).items == 1

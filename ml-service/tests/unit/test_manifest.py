@@ -68,6 +68,7 @@ def test_minimal_manifests_get_defaults(load):
     assert m.aliases == []
     assert m.postprocessing.normalize is True
     assert m.batching.max_batch_size >= 1
+    assert m.batching.target_wait_ms is None  # the server's ML_SERVICE_TARGET_WAIT_MS
     assert m.limits.max_items >= 1
 
 
@@ -196,6 +197,8 @@ def test_bad_version_policy(tmp_path, policy):
 @pytest.mark.parametrize(("table", "key", "value"), [
     ("batching", "max_batch_size", "0"),
     ("batching", "max_queue_delay_ms", "-1"),
+    ("batching", "target_wait_ms", "-1"),
+    ("batching", "target_wait_ms", "600001"),
     ("limits", "max_items", "0"),
     ("preprocessing", "max_tokens", "0"),
     ("preprocessing", "mean", "[0.5, 0.5]"),

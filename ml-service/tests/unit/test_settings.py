@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from ml_service.batching import ShedPolicy
 from ml_service.settings import Settings
 
 
@@ -55,6 +56,25 @@ def test_a_blank_secret_means_no_auth(env, secret):
     assert Settings().api_keys == []
 
 
+def test_the_queue_delay_bound_at_its_boundaries(env, tmp_path):
+    """Issue 23: a 1 s target wait and a 100 ms interval by default; 0 turns the bound off; the manifest's
+    [batching] target_wait_ms (0 included) wins over the server's."""
+    from ml_service.loading import shed_policy
+    from ml_service.manifest import Batching
+
+    s = Settings()
+    assert (s.target_wait_ms, s.shed_interval_ms) == (1000.0, 100.0)
+    assert shed_policy(s, Batching()) == ShedPolicy(1.0, 0.1) == ShedPolicy()
+    for name, value in (("ML_SERVICE_TARGET_WAIT_MS", "0"), ("ML_SERVICE_SHED_INTERVAL_MS", "1")):
+        env.setenv(name, value)
+    s = Settings()
+    assert shed_policy(s, Batching()) == ShedPolicy(0.0, 0.001)
+    assert shed_policy(s, Batching(target_wait_ms=250)) == ShedPolicy(0.25, 0.001)
+    env.setenv("ML_SERVICE_TARGET_WAIT_MS", "600000")
+    assert shed_policy(Settings(), Batching(target_wait_ms=0)).target_wait_s == 0.0
+    assert Settings().target_wait_ms == 600000
+
+
 def test_preload_everything(env):
     assert Settings(preload=" * ").preload_names == ["*"]
 
@@ -66,6 +86,10 @@ def test_preload_everything(env):
     ("ML_SERVICE_MAX_BODY_BYTES", "10"),
     ("ML_SERVICE_DEVICE", "tpu"),
     ("ML_SERVICE_REQUEST_TIMEOUT_S", "0"),
+    ("ML_SERVICE_TARGET_WAIT_MS", "-1"),
+    ("ML_SERVICE_TARGET_WAIT_MS", "600001"),
+    ("ML_SERVICE_SHED_INTERVAL_MS", "0.5"),
+    ("ML_SERVICE_SHED_INTERVAL_MS", "60001"),
 ])
 def test_bad_values_are_refused(env, name, value):
     env.setenv(name, value)

@@ -14,6 +14,7 @@ async def create(call: Call) -> Reply:
     most = call.settings.openai_max_inputs
     req = embeddings.parse_request(call.body, most)
     resolved = await call.service.resolve(req.model, None, call.ctx)
+    call.service.admit(resolved, len(req.texts))
     request = embeddings.decode(req, resolved.spec, most)
     return json_reply(embeddings.encode(await call.service.infer(request, resolved, call.ctx), req))
 

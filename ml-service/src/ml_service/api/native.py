@@ -14,6 +14,7 @@ async def inference(call: Call) -> Reply:
     """Run a model: one output per input (embeddings, labels with top-k, or tensors), plus timings."""
     req = native.parse_request(call.body)
     resolved = await call.service.resolve(req.model_type, req.version, call.ctx)
+    call.service.admit(resolved, native.count(req))
     request, top_k = native.decode(req, resolved.spec)
     return json_reply(native.encode(await call.service.infer(request, resolved, call.ctx), top_k))
 

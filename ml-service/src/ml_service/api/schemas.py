@@ -310,6 +310,13 @@ class ModelStats(BaseModel):
     queue_depth: int
     in_flight: int
     mean_batch_size: float | None
+    expected_wait_ms: float | None = Field(description="what the queued items need at the measured service rate "
+                                           "(null before the first batch)")
+    service_rate_per_s: float | None = Field(description="items per busy second over the last batches")
+    overloaded: bool = Field(description="the queue has stood over two thirds of its target wait: waits over a third "
+                                         "are refused")
+    target_wait_ms: float | None = Field(description="the most an accepted request should wait once the queue "
+                                         "stands; 0: only the deadline")
     last_1m: WindowStats
     last_5m: WindowStats
 

@@ -48,7 +48,9 @@ async def infer(call: Call) -> Reply:
         raise BadRequest(f"Content-Encoding {encoding!r} is not supported; send the request uncompressed")
     resolved = await call.service.resolve(call.params["model"], call.params.get("version"), call.ctx)
     spec = resolved.spec
-    req = v2.parse_infer_request(call.body, call.header(v2.HEADER_LENGTH.encode()), spec.signature)
+    envelope = v2.parse_envelope(call.body, call.header(v2.HEADER_LENGTH.encode()))
+    call.service.admit(resolved, envelope.items)
+    req = v2.tensors(envelope, spec.signature)
     head, blobs = v2.encode(await call.service.infer(v2.decode(req, spec), resolved, call.ctx), req)
     if not blobs:
         return json_reply(head)

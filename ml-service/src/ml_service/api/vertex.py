@@ -28,6 +28,7 @@ async def predict(call: Call) -> Reply:
     if name is None:
         raise ModelUnavailable("the service is still starting")
     resolved = await call.service.resolve(name, None, call.ctx)
+    call.service.admit(resolved, len(req.instances))
     request, top_k = vertex.decode(req, resolved.spec)
     result = await call.service.infer(request, resolved, call.ctx)
     return json_reply(vertex.encode(result, top_k),

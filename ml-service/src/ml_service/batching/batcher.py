@@ -12,14 +12,16 @@ A two-stage pipeline on threads, so the event loop only enqueues and receives re
   length to cut padding, and splits it into balanced batches capped by `max_batch_size` and
   `max_batch_tokens` that all workers then share.
 
-**Fairness.** Both queues hold one lane per request and are taken round-robin across lanes, so a
-2,048-item request is interleaved with a one-item request instead of going first.
+**Fairness.** Both queues hold one lane per request and are taken round-robin across lanes, a batch at
+most per lane a turn, so a 2,048-item request is interleaved with a one-item request instead of going
+first, and requests up to a batch are served in the order they came (queues.py).
 
 Each item has its own asyncio future, resolved on the loop. A full queue fails at once
-(`QueueFull`); an item whose deadline passed before its batch started is dropped uncomputed
-(`DeadlineExceeded`); a cancelled item (its client left) is dropped before any further work; an
-exception fails only its own batch. A request may bring a post-step (a classifier head on this
-encoder) that runs on its own items' output rows.
+(`QueueFull`); `admit` refuses at once what the model cannot answer in time or, while its queue stands
+over two thirds of its target wait, what would wait longer (pressure.py); an item whose deadline passed before its
+batch started is dropped uncomputed (`DeadlineExceeded`); a cancelled item (its client left) is dropped
+before any further work; an exception fails only its own batch. A request may bring a post-step (a
+classifier head on this encoder) that runs on its own items' output rows.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ml_service.batching.queues import BatchStats, Item, Lanes, Request, split_window
+from ml_service.batching.pressure import Pressure, ShedPolicy
+from ml_service.batching.queues import BatchStats, Item, Lanes, Request, run_post_steps, split_window
 from ml_service.dataplane import ItemResult
-from ml_service.errors import DeadlineExceeded, InferenceFailed, MLServiceError, ModelUnavailable, QueueFull
+from ml_service.errors import DeadlineExceeded, InferenceFailed, ModelUnavailable, QueueFull
 from ml_service.manifest import Batching
 from ml_service.runtime.base import Runtime
 from ml_service.tasks.base import ModelTask, PostStep, RequestBudget
@@ -65,7 +68,8 @@ class Batcher:
     """Queues items for one runtime and computes them in dynamic batches."""
 
     def __init__(self, name: str, task: ModelTask, runtime: Runtime, cfg: Batching, workers: int = 1,
-                 observer: BatchObserver | None = None, release_idle_s: float = 0.0) -> None:
+                 observer: BatchObserver | None = None, release_idle_s: float = 0.0,
+                 shedding: ShedPolicy | None = None) -> None:
         self.name = name
         self.release_idle_s = release_idle_s  # give the working memory back once idle this long (0: never)
         self.observer = observer
@@ -73,13 +77,14 @@ class Batcher:
         self.runtime = runtime
         self.cfg = cfg
         self.stats = BatchStats()
+        self.pressure = Pressure(shedding or ShedPolicy(), name, time.perf_counter())
         # one lock; pre threads and compute workers wait on separate conditions, so a new item wakes
         # one thread that can use it instead of every thread
         self._lock = threading.Lock()
         self._pre_cv = threading.Condition(self._lock)
         self._work_cv = threading.Condition(self._lock)
-        self._raw = Lanes()
-        self._ready = Lanes()
+        self._raw = Lanes(cfg.max_batch_size)
+        self._ready = Lanes(cfg.max_batch_size)
         self._batches: deque[list[Item]] = deque()  # formed, waiting for a free worker
         self._workers = max(1, workers)
         self._chunk = cfg.max_batch_size * cfg.window_factor  # items a pre thread takes at a time
@@ -111,6 +116,15 @@ class Batcher:
     def stopped(self) -> bool:
         return self._stopped
 
+    def expected_wait(self) -> float | None:
+        """Seconds the work in the batcher needs at the measured rate (None: no rate yet)."""
+        return self.pressure.expected_wait(self._pending)
+
+    def admit(self, items: int, left_s: float) -> None:
+        """Refuse (503, at once) a request of `items` that should not be queued now: see pressure.py."""
+        with self._lock:
+            self.pressure.check(self._pending, items, left_s, time.perf_counter())
+
     def submit(self, raws: Sequence[Any], timeout_s: float, post: PostStep | None = None,
                budget: RequestBudget | None = None) -> list[asyncio.Future[ItemResult]]:
         """Queue one request's items; returns one future per item, in order. Raises QueueFull at once when
@@ -128,6 +142,8 @@ class Batcher:
                     f"model '{self.name}' has {self._pending} items queued (limit "
                     f"{self.cfg.max_queue_size}); retry shortly"
                 )
+            if not self._pending:
+                self.pressure.busy(now)
             self._pending += len(items)
             self._raw.add(items)
             self._pre_cv.notify()
@@ -156,10 +172,16 @@ class Batcher:
         for it, value in pairs:
             by_loop.setdefault(it.loop, []).append((it.future, value))
         with self._lock:
-            self._pending -= len(pairs)
+            self._drop(len(pairs))
         for loop, fpairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, fpairs)
+
+    def _drop(self, n: int) -> None:
+        """`n` items left the batcher (caller holds the lock)."""
+        self._pending -= n
+        if not self._pending:
+            self.pressure.idle(time.perf_counter())
 
     def _live(self, items: Sequence[Item]) -> list[Item]:
         """Drop cancelled items (their client left) and fail expired ones."""
@@ -174,7 +196,7 @@ class Batcher:
                 live.append(it)
         if dead or expired:
             with self._lock:
-                self._pending -= len(dead)
+                self._drop(len(dead))
                 self.stats.cancelled += len(dead)
                 self.stats.expired += len(expired)
         if expired:
@@ -261,10 +283,12 @@ class Batcher:
                         self._work_cv.wait(remaining)
                         continue
                 window = self._ready.take(cfg.max_batch_size * cfg.window_factor)
+                now = time.perf_counter()
+                self.pressure.waited(now - min(it.enqueued for it in window), self._pending, now)
                 gone = [it for it in window if it.future.cancelled()]
                 if gone:  # dropped here, before they take a place in a batch
                     window = [it for it in window if not it.future.cancelled()]
-                    self._pending -= len(gone)
+                    self._drop(len(gone))
                     self.stats.cancelled += len(gone)
                 prepared = [it.prepared for it in window if it.prepared is not None]
                 self._batches.extend(self._choose(window, split_window(prepared, cfg)))
@@ -326,30 +350,6 @@ class Batcher:
         except Exception:
             log.exception("giving back the working memory of model %s failed", self.name)
 
-    def _apply_post_steps(self, batch: list[Item], rows: list[dict[str, Any]]) -> set[Item]:
-        """Replace the rows of items whose request has a post-step by its outputs; returns failed items."""
-        groups: dict[PostStep, list[int]] = {}
-        for i, it in enumerate(batch):
-            if it.request.post is not None:
-                groups.setdefault(it.request.post, []).append(i)
-        failed: set[Item] = set()
-        for step, idx in groups.items():
-            items = [batch[i] for i in idx]
-            try:
-                out = step([rows[i] for i in idx])
-            except MLServiceError as exc:
-                failed.update(items)
-                self._fail(items, exc)
-                continue
-            except Exception:
-                log.exception("a post-step on model %s failed", self.name)
-                failed.update(items)
-                self._fail(items, InferenceFailed(f"a classifier head on model '{self.name}' failed"))
-                continue
-            for i, row in zip(idx, out, strict=True):
-                rows[i] = row
-        return failed
-
     def _run_batch(self, batch: list[Item]) -> None:
         batch = self._live(batch)
         if not batch:
@@ -366,7 +366,10 @@ class Batcher:
                 self.stats.failed_batches += 1
             self._fail(batch, InferenceFailed(f"model '{self.name}' failed to compute this batch"))
             return
-        failed = self._apply_post_steps(batch, rows)
+        failures = run_post_steps(self.name, batch, rows)
+        for exc, items in failures:
+            self._fail(items, exc)
+        failed = {it for _, items in failures for it in items}
         if failed:
             keep = [i for i, it in enumerate(batch) if it not in failed]
             batch, rows = [batch[i] for i in keep], [rows[i] for i in keep]
@@ -381,6 +384,7 @@ class Batcher:
             st.recent_sizes.append(n)
             st.real_tokens += sum(p.cost for p in prepared)
             st.padded_tokens += padded
+            self.pressure.completed(n, t0 + compute_s)
         if self.observer is not None:
             self.observer.batch(n, padded, compute_s, [t0 - it.enqueued for it in batch])
         self._settle_items([

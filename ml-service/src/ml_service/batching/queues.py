@@ -1,16 +1,21 @@
-"""The batcher's data: a request's items, their fair lanes, the window splitter and the statistics."""
+"""The batcher's data: a request's items, their fair lanes, the window splitter, the statistics, and the heads'
+post-steps on a computed batch."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ml_service.dataplane import ItemResult
+from ml_service.errors import InferenceFailed, MLServiceError
 from ml_service.manifest import Batching
 from ml_service.tasks.base import PostStep, Prepared, RequestBudget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -36,11 +41,18 @@ class Item:
 
 
 class Lanes:
-    """Items in one lane per request, taken round-robin across lanes (not thread-safe: the batcher's lock)."""
+    """Items in one lane per request, taken round-robin across lanes, up to `quantum` items a lane a turn (not
+    thread-safe: the batcher's lock).
 
-    def __init__(self) -> None:
+    A quantum of one batch keeps a big request from holding back a small one (it gives one batch, then goes to the
+    back of the line) while requests no bigger than that are served whole, first come first served: under a backlog
+    each is answered after the work queued ahead of it, not after everything queued (one item a turn would make
+    every request wait for the whole queue, and for what arrives after it)."""
+
+    def __init__(self, quantum: int = 1) -> None:
         self._lanes: OrderedDict[Request, deque[Item]] = OrderedDict()
         self._n = 0
+        self.quantum = quantum
 
     def __len__(self) -> int:
         return self._n
@@ -54,13 +66,15 @@ class Lanes:
         self._n += len(items)
 
     def take(self, n: int) -> list[Item]:
-        """Up to `n` items, one per lane in turn; a lane served goes to the back of the line."""
+        """Up to `n` items, up to a quantum per lane in turn; a lane served goes to the back of the line."""
         out: list[Item] = []
         lanes = self._lanes
+        quantum = self.quantum
         while lanes and len(out) < n:
             for req in list(lanes):
                 lane = lanes[req]
-                out.append(lane.popleft())
+                for _ in range(min(quantum, len(lane), n - len(out))):
+                    out.append(lane.popleft())
                 if lane:
                     lanes.move_to_end(req)
                 else:
@@ -139,3 +153,25 @@ def split_window(items: Sequence[Prepared], cfg: Batching) -> list[list[int]]:
     return batches
 
 
+def run_post_steps(name: str, batch: list[Item], rows: list[dict[str, Any]]
+                   ) -> list[tuple[MLServiceError, list[Item]]]:
+    """Replace the rows of items whose request has a post-step (a head) by its outputs; returns the items whose
+    step failed, with the error to fail them with."""
+    groups: dict[PostStep, list[int]] = {}
+    for i, it in enumerate(batch):
+        if it.request.post is not None:
+            groups.setdefault(it.request.post, []).append(i)
+    failures: list[tuple[MLServiceError, list[Item]]] = []
+    for step, idx in groups.items():
+        try:
+            out = step([rows[i] for i in idx])
+        except MLServiceError as exc:
+            failures.append((exc, [batch[i] for i in idx]))
+            continue
+        except Exception:
+            log.exception("a post-step on model %s failed", name)
+            failures.append((InferenceFailed(f"a classifier head on model '{name}' failed"), [batch[i] for i in idx]))
+            continue
+        for i, row in zip(idx, out, strict=True):
+            rows[i] = row
+    return failures

@@ -53,6 +53,18 @@ def request(model: str, data: dict[str, Any], version: str | int | None = None) 
     return body.convert({"model_type": model, "data": data, "version": version}, InferenceBody, InvalidInput)
 
 
+def count(req: InferenceBody) -> int:
+    """How many items the envelope declares (admission decides on it before `data` is decoded)."""
+    data = req.data
+    for many in (data.texts, data.images):
+        if many is not UNSET:
+            return len(many)
+    if data.inputs is not UNSET and data.inputs:
+        first = next(iter(data.inputs.values()))
+        return len(first) if isinstance(first, list) else 1
+    return 1
+
+
 def parse_top_k(data: InferenceData, n_labels: int) -> int:
     """`data.top_k`: an integer from 1 to the number of labels (default 5, capped at the label count)."""
     k = data.top_k

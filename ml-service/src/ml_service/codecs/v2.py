@@ -170,13 +170,37 @@ def parse_model_body(raw: bytes) -> RepositoryModelBody:
     return body.decode(raw, _MODEL, InvalidInput) if raw.strip() else RepositoryModelBody()
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """An infer request's JSON part, typed (tensor `data` still as parsed JSON), and its binary part."""
+
+    doc: InferRequestBody
+    blob: memoryview | None
+
+    @property
+    def items(self) -> int:
+        """The batch size the first input declares (admission decides on it before any tensor is built)."""
+        shape = self.doc.inputs[0].shape
+        return shape[0] if shape else 1
+
+
+def parse_envelope(raw: bytes, header_length: str | None) -> Envelope:
+    """The body split (binary tensor data extension) and its JSON part decoded; no array is built yet."""
+    head, blob = split_body(raw, header_length)
+    return Envelope(body.decode(head, _INFER, InvalidInput), blob)
+
+
 def parse_infer_request(raw: bytes, header_length: str | None, sig: Signature) -> InferRequest:
-    """Parse and check an inference request against the model's signature, before building any array.
+    """Parse and check an inference request against the model's signature (`parse_envelope`, then `tensors`)."""
+    return tensors(parse_envelope(raw, header_length), sig)
+
+
+def tensors(envelope: Envelope, sig: Signature) -> InferRequest:
+    """Check an envelope against the model's signature, then build its input arrays.
 
     Declared shapes are checked against the per-input element limits first, so a huge shape costs nothing.
     """
-    head, blob = split_body(raw, header_length)
-    doc = body.decode(head, _INFER, InvalidInput)
+    doc, blob = envelope.doc, envelope.blob
     plans: list[tuple[str, str, tuple[int, ...], Any, int | None]] = []
     seen: set[str] = set()
     total = 0

@@ -32,8 +32,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-#: error codes counted as rejections, by the reason label
-REJECTIONS = {"queue_full": "queue_full", "deadline_exceeded": "deadline", "rate_limited": "rate_limited",
+#: error codes counted as rejections, by the reason label; the first three are load shedding (batching/pressure.py)
+REJECTIONS = {"deadline_unreachable": "expected_wait", "overloaded": "queue_delay", "queue_full": "queue_full",
+              "deadline_exceeded": "deadline", "rate_limited": "rate_limited",
               "rate_limit_unavailable": "rate_limit_unavailable", "payload_too_large": "payload_too_large",
               "unauthorized": "unauthorized"}
 STATES = ("unloaded", "loading", "ready", "failed", "unloading")
@@ -136,6 +137,10 @@ class ModelStateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         lv = ["model", "version"]
         queue = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Items queued and not yet answered", labels=lv)
+        wait = GaugeMetricFamily(f"{PREFIX}_expected_wait_seconds", "What the queued items need at the measured "
+                                 "service rate (absent until a batch has run)", labels=lv)
+        shedding = GaugeMetricFamily(f"{PREFIX}_overloaded", "1 while the queue stands over 2/3 of its target wait "
+                                     "(longer waits are refused)", labels=lv)
         flight = GaugeMetricFamily(f"{PREFIX}_in_flight_requests", "Requests holding the model now", labels=lv)
         memory = GaugeMetricFamily(f"{PREFIX}_model_memory_bytes", "What the process grew by when a model loaded "
                                    "(resident, measured)", labels=lv)
@@ -154,9 +159,14 @@ class ModelStateCollector(Collector):
                     memory.add_metric(labels, loaded.resident_bytes)
                     peak.add_metric(labels, loaded.memory_bytes)
                     flight.add_metric(labels, loaded.in_flight)
-                    if loaded.batcher is not None:
-                        queue.add_metric(labels, loaded.batcher.pending)
-        yield from (queue, flight, memory, peak, state)
+                    batcher = loaded.batcher
+                    if batcher is not None:
+                        queue.add_metric(labels, batcher.pending)
+                        shedding.add_metric(labels, 1.0 if batcher.pressure.overloaded else 0.0)
+                        expected = batcher.expected_wait()
+                        if expected is not None:
+                            wait.add_metric(labels, expected)
+        yield from (queue, wait, shedding, flight, memory, peak, state)
         yield GaugeMetricFamily(f"{PREFIX}_memory_budget_bytes", "The memory budget for loaded models",
                                 value=registry.budget_bytes)
         yield GaugeMetricFamily(f"{PREFIX}_memory_used_bytes", "Memory held by loaded models and loads in progress",

@@ -1,5 +1,6 @@
 """`GET /stats`: per model version, latency percentiles, request and error rates over the last 1 and 5 minutes
-(sliding windows: what happens now, not since start), plus batch size, queue depth and memory.
+(sliding windows: what happens now, not since start), plus batch size, queue depth, the expected wait and whether
+the model is shedding load, and memory.
 
 Each model version keeps one latency histogram per second for the last 5 minutes, with log-spaced bins (10%
 apart, 0.1 ms to 60 s): a percentile is read from the summed bins, within one bin (~5%) of the exact value.
@@ -18,6 +19,7 @@ from ml_service.memory import rss_bytes
 from ml_service.observe import RequestContext
 
 if TYPE_CHECKING:
+    from ml_service.batching import Batcher
     from ml_service.registry import ModelRegistry
     from ml_service.repository import ModelRepository
     from ml_service.rollout import Rollout
@@ -68,6 +70,18 @@ class Window:
         return out
 
 
+def _pressure(batcher: Batcher | None) -> dict[str, Any]:
+    """The load-shedding figures of a batcher (batching/pressure.py): its expected wait and rate (None before its
+    first batch), whether it is shedding, its target."""
+    if batcher is None:
+        return {"expected_wait_ms": None, "service_rate_per_s": None, "overloaded": False, "target_wait_ms": None}
+    p = batcher.pressure
+    wait = batcher.expected_wait()
+    return {"expected_wait_ms": round(wait * 1000, 1) if wait is not None else None,
+            "service_rate_per_s": round(p.rate, 1) if p.rate is not None else None, "overloaded": p.overloaded,
+            "target_wait_ms": p.policy.target_wait_s * 1000}
+
+
 _EMPTY: dict[str, Any] = {"requests": 0, "rate_per_s": 0.0, "error_rate": 0.0, "p50_ms": None, "p95_ms": None,
                           "p99_ms": None}
 
@@ -112,6 +126,7 @@ class Stats:
                 "queue_depth": batcher.pending if batcher else 0,
                 "in_flight": loaded.in_flight if loaded else 0,
                 "mean_batch_size": batcher.stats.mean_recent_size() if batcher else None,
+                **_pressure(batcher),
             }
             window = windows.get((name, version))
             for span in WINDOWS_S:
