@@ -134,8 +134,6 @@ def read_labels(path: Path | None, what: str) -> list[str]:
         raise ImportRefused(f"labels file {path} is not readable ({exc})") from None
     if not labels:
         raise ImportRefused(f"labels file {path} is empty")
-    if len(set(labels)) != len(labels):
-        raise ImportRefused(f"labels file {path} repeats a label")
     return labels
 
 
@@ -300,8 +298,6 @@ def _id2label(config: dict[str, Any], header: dict[str, Any]) -> list[str]:
                             "classes; fix id2label (one entry per output)")
     if sorted(int(k) for k in raw) != list(range(len(labels))):
         raise ImportRefused("config.json's id2label must number the classes 0..N-1")
-    if len(set(labels)) != len(labels):
-        raise ImportRefused("config.json's id2label repeats a label")
     return labels
 
 
