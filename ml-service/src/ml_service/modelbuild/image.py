@@ -82,9 +82,8 @@ def export_image_classifier(model: Any, dst: Path, image_size: int = 224) -> Non
 def image_tables(image_size: int, resize: int | None, interpolation: str, mean: list[float], std: list[float]
                  ) -> dict[str, dict[str, Any]]:
     """model.toml tables of an image classifier (all but the card)."""
-    pre: dict[str, Any] = {"image_size": image_size, "interpolation": interpolation, "mean": mean, "std": std}
-    if resize:
-        pre["resize"] = resize
+    pre: dict[str, Any] = {"image_size": image_size, **({"resize": resize} if resize else {}),
+                           "interpolation": interpolation, "mean": mean, "std": std}
     return {
         "preprocessing": pre,
         "postprocessing": {"output": "logits", "softmax": True},
