@@ -1,5 +1,6 @@
-"""`ml-service models import`: what is refused (one line, nothing written) and `--dry-run`, on tiny random-weight
-BERT checkpoints (2 layers, hidden 32) made here with Transformers."""
+"""`ml-service models import`: what is refused (one line, nothing written), `--dry-run`, a WordPiece vocab.txt
+instead of tokenizer.json, and a Transformers image classifier, on tiny random-weight checkpoints (2 layers,
+hidden 32) made here with Transformers."""
 
 from __future__ import annotations
 
@@ -141,11 +142,14 @@ def test_the_cli_says_one_line_and_exits_non_zero(tiny: Path, repo: Path, tmp_pa
 
 def test_dry_run_writes_a_servable_directory_and_publishes_nothing(tiny: Path, repo: Path, tmp_path: Path
                                                                    ) -> None:
-    """A sentence-transformers directory with CLS pooling and Normalize: its own pooling is exported and matches
-    sentence-transformers; --dry-run leaves the repository as it was."""
+    """A sentence-transformers directory with CLS pooling and Normalize, and only a vocab.txt: its own pooling is
+    exported and matches sentence-transformers, tokenizer.json is made from the vocabulary; --dry-run leaves the
+    repository as it was."""
+    from tokenizers import Tokenizer
+
     from ml_service.publish import validate_models
 
-    source = variant(tiny, tmp_path)
+    source = variant(tiny, tmp_path, drop=("tokenizer.json",))
     (source / "1_Pooling").mkdir()
     (source / "1_Pooling" / "config.json").write_text(json.dumps(
         {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
@@ -161,5 +165,34 @@ def test_dry_run_writes_a_servable_directory_and_publishes_nothing(tiny: Path, r
     assert result.card["parity"]["fp32_min_cosine"] >= 0.9999
     assert (result.model_dir / "model.toml").is_file() and (result.model_dir / "1" / "card.json").is_file()
     assert not validate_models(result.model_dir)["tiny-embedding"].problems
+    text = "Descale the kettle, then feed the cat!"
+    made = Tokenizer.from_file(str(result.model_dir / "1" / "tokenizer.json")).encode(text).ids
+    assert made == Tokenizer.from_file(str(minilm_dir() / "tokenizer.json")).encode(text).ids[:len(made)]
     with pytest.raises(ImportRefused, match="exists; give --dry-run an empty directory"):
         import_model(source, "tiny-embedding", repo, dry_run=tmp_path / "out")
+
+
+def test_transformers_image_classifier(tmp_path: Path, repo: Path) -> None:
+    """A ViTForImageClassification directory: labels from id2label, preprocessing from preprocessor_config.json,
+    parity against Transformers on the real photos."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from ml_service.manifest import load_manifest
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=3, id2label={0: "cup", 1: "cat", 2: "car"},
+                       label2id={"cup": 0, "cat": 1, "car": 2})
+    source = tmp_path / "vit"
+    ViTForImageClassification(config).save_pretrained(str(source))
+    (source / "preprocessor_config.json").write_text(json.dumps({
+        "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5], "resample": 2, "rescale_factor": 1 / 255, "size": {"height": 32, "width": 32},
+        "image_processor_type": "ViTImageProcessor"}))
+    result = import_model(source, "tiny-vit", repo, dry_run=tmp_path / "out")
+    assert result.card["labels"] == ["cup", "cat", "car"] and result.card["architecture"] == "ViTForImageClassification"
+    assert result.card["parity"]["fp32_min_cosine"] >= 0.9999 and result.card["parity"]["fp32_top1_agreement"] == 1
+    pre = load_manifest(result.model_dir / "model.toml").preprocessing
+    assert (pre.image_size, pre.resize, pre.interpolation) == (32, None, "bilinear")
+    assert pre.mean == [127.5] * 3 and pre.std == [127.5] * 3

@@ -99,7 +99,8 @@ def _check_target(root: Path, name: str, plan: Plan) -> Path | None:
     if not re.fullmatch(NAME_PATTERN, name):
         raise ImportRefused(f"{name!r} is not a valid model name (letters, digits, '.', '_', '-'; 64 at most)")
     repo = ModelRepository(root)
-    repo.scan()
+    if root.is_dir():
+        repo.scan()
     try:
         holder = repo.canonical_name(name)
     except ModelNotFound:
