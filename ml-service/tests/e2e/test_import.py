@@ -198,6 +198,7 @@ def test_onnx_file_becomes_the_next_version_and_goes_live(imported: dict[str, An
                         "--model-dir", str(root)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "published: my-images versions [2]" in r.stdout
+    print(r.stdout.strip().splitlines()[-1])
     with server.client() as c:
         assert c.post("/models/reload").status_code == 200
     image = base64.b64encode(photo_bytes()["coffee"]).decode()

@@ -125,18 +125,22 @@ def build_onnx(plan: Plan, work: Path, stage: Path, first: int, progress: Progre
     parity: dict[str, Any] = {"note": "published as is: no source framework to compare with"}
     if plan.task == "image-classification":
         inp = sess.get_inputs()[0]
+        if len(names) != 1 or len(inp.shape) != 4 or inp.shape[1] != 3:
+            raise ImportRefused(f"an image classifier takes one input of shape [N, 3, H, W]; this one takes "
+                                f"{[(i.name, i.shape) for i in sess.get_inputs()]}")
         size = inp.shape[-1] if isinstance(inp.shape[-1], int) else plan.image.image_size
-        if inp.name != "pixel_values" and len(names) == 1:
-            raise ImportRefused(f"the image input must be named pixel_values (it is {inp.name!r})")
         plan.image.image_size = size
         classes = outs[0].shape[-1]
         if isinstance(classes, int) and classes != len(plan.labels):
             raise ImportRefused(f"the model outputs {classes} classes but the labels file has {len(plan.labels)}")
         (d / "labels.txt").write_text("\n".join(plan.labels) + "\n", encoding="utf-8")
         top, tables, arrays = image_manifest(plan, classes if isinstance(classes, int) else len(plan.labels))
+        arrays["inputs"][0]["name"] = inp.name
         arrays["outputs"][0]["name"] = outs[0].name
         tables["postprocessing"]["output"] = outs[0].name
-        return Built({first: "as given"}, parity, (top, tables, arrays), [], _image_feeds(size))
+        feeds = _image_feeds(size)
+        return Built({first: "as given"}, parity, (top, tables, arrays), [],
+                     lambda n: {inp.name: feeds(n)["pixel_values"]})
     from ml_service.modelbuild.import_text import _latency_feeds
 
     if not {"input_ids", "attention_mask"} <= names:
