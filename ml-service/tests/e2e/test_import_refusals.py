@@ -142,14 +142,15 @@ def test_the_cli_says_one_line_and_exits_non_zero(tiny: Path, repo: Path, tmp_pa
 
 def test_dry_run_writes_a_servable_directory_and_publishes_nothing(tiny: Path, repo: Path, tmp_path: Path
                                                                    ) -> None:
-    """A sentence-transformers directory with CLS pooling and Normalize, and only a vocab.txt: its own pooling is
-    exported and matches sentence-transformers, tokenizer.json is made from the vocabulary; --dry-run leaves the
-    repository as it was."""
+    """A sentence-transformers directory with CLS pooling and Normalize, only a vocab.txt, and a pickle beside the
+    safetensors: its own pooling is exported and matches sentence-transformers, tokenizer.json is made from the
+    vocabulary, the pickle is never read; --dry-run leaves the repository as it was."""
     from tokenizers import Tokenizer
 
     from ml_service.publish import validate_models
 
     source = variant(tiny, tmp_path, drop=("tokenizer.json",))
+    (source / "pytorch_model.bin").write_bytes(b"\x80\x04 not a checkpoint")  # beside safetensors: never loaded
     (source / "1_Pooling").mkdir()
     (source / "1_Pooling" / "config.json").write_text(json.dumps(
         {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))

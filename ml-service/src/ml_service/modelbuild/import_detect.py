@@ -259,6 +259,8 @@ def _detect_dir(source: Path, opts: ImportOptions) -> Plan:
 
 def _st_pooling(conf: dict[str, Any]) -> str:
     modes = [k.removeprefix("pooling_mode_") for k, v in conf.items() if k.startswith("pooling_mode_") and v]
+    named = {"mean": "mean_tokens", "cls": "cls_token"}.get(str(conf.get("pooling_mode", "")))
+    modes = modes or ([named] if named else [])
     if modes == ["mean_tokens"]:
         return "mean"
     if modes == ["cls_token"]:

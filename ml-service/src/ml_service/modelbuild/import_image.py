@@ -27,7 +27,7 @@ def load_torch_model(plan: Plan) -> Any:
     if plan.kind == "hf-image":
         from transformers import AutoModelForImageClassification
 
-        hf = AutoModelForImageClassification.from_pretrained(str(plan.model_dir)).eval()
+        hf = AutoModelForImageClassification.from_pretrained(str(plan.model_dir), use_safetensors=True).eval()
 
         class Logits(torch.nn.Module):
             def __init__(self, inner: Any) -> None:

@@ -113,14 +113,14 @@ def reference_outputs(plan: Plan, tokenizer: Path, texts: list[str]) -> np.ndarr
         if (plan.source / "modules.json").is_file() and plan.kind == "text-embedding":
             from sentence_transformers import SentenceTransformer
 
-            st = SentenceTransformer(str(plan.source), device="cpu")
+            st = SentenceTransformer(str(plan.source), device="cpu", model_kwargs={"use_safetensors": True})
             emb: np.ndarray = st.encode(texts, convert_to_numpy=True, batch_size=64)
             return emb
         from tokenizers import Tokenizer
         from transformers import AutoModel, AutoModelForSequenceClassification
 
         loader = AutoModelForSequenceClassification if plan.kind == "text-classifier" else AutoModel
-        model = loader.from_pretrained(str(plan.model_dir)).eval()
+        model = loader.from_pretrained(str(plan.model_dir), use_safetensors=True).eval()
         tok = Tokenizer.from_file(str(tokenizer))
         tok.enable_padding(pad_id=tok.token_to_id("[PAD]") or 0)
         tok.enable_truncation(max_length=plan.max_tokens)

@@ -59,7 +59,8 @@ def export_encoder(work: Path, pooled: bool = True, src: Path | None = None, poo
 
     src = src or minilm_dir()
     loader = AutoModelForSequenceClassification if classifier else AutoModel
-    model = loader.from_pretrained(str(src), attn_implementation="eager").eval()
+    # safetensors only: a pickle beside it is never loaded
+    model = loader.from_pretrained(str(src), attn_implementation="eager", use_safetensors=True).eval()
 
     class Encoder(torch.nn.Module):
         def __init__(self, bert: Any) -> None:
