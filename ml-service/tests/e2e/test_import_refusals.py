@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ml_service.modelbuild.import_detect import ImportOptions, ImportRefused
@@ -118,12 +119,22 @@ def test_refused_with_one_reason_and_nothing_written(case: str, tiny: Path, repo
 
 
 def test_state_dict_refusals(tmp_path: Path, tiny: Path, repo: Path) -> None:
+    from safetensors.numpy import save_file
+
     weights = tiny / "model.safetensors"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cup\ncat\n")
+    effnet = tmp_path / "head.safetensors"
+    save_file({"_fc.weight": np.zeros((3, 4), dtype=np.float32)}, str(effnet))
     for opts, reason in ((ImportOptions(), "give its architecture with --arch"),
                          (ImportOptions(arch="resnet50"), "unknown architecture 'resnet50'"),
-                         (ImportOptions(arch="efficientnet-lite0"), "needs its labels: give --labels")):
+                         (ImportOptions(arch="efficientnet-lite0"), "needs its labels: give --labels"),
+                         (ImportOptions(arch="efficientnet-lite0", labels_file=labels),
+                          "not an efficientnet-lite0 state dict")):
         with pytest.raises(ImportRefused, match=reason):
             import_model(weights, "my-images", repo, opts)
+    with pytest.raises(ImportRefused, match="the labels file has 2 labels but the weights' output"):
+        import_model(effnet, "my-images", repo, ImportOptions(arch="efficientnet-lite0", labels_file=labels))
     pickle = tmp_path / "weights.pth"
     pickle.write_bytes(b"\x80\x04")
     with pytest.raises(ImportRefused, match=r"pickle checkpoint.*never loaded here: convert it to safetensors"):

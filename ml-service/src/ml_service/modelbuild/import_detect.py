@@ -169,7 +169,9 @@ def _detect_file(source: Path, opts: ImportOptions) -> Plan:
         raise ImportRefused(f"unknown architecture {opts.arch!r}; {_supported()}")
     header = safetensors_header(source)
     labels = read_labels(opts.labels_file, "an image classifier from a state dict")
-    outputs = header.get("_fc.weight", {}).get("shape", [0])[0]
+    if "_fc.weight" not in header:
+        raise ImportRefused(f"{source.name} is not an {opts.arch} state dict (no _fc.weight, the classifier layer)")
+    outputs = header["_fc.weight"]["shape"][0]
     if outputs != len(labels):
         raise ImportRefused(f"the labels file has {len(labels)} labels but the weights' output (_fc.weight) has "
                             f"{outputs} classes")
