@@ -1,4 +1,4 @@
-"""The `ml-service` command: serve, models list|validate|build, predict."""
+"""The `ml-service` command: serve, models list|validate|add|import|reload|build, predict, stats."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,37 +129,20 @@ def models_validate(
 ) -> None:
     """Check model directories as the server would (manifest, files, aliases, then a real load with its
     warm-up and label checks); exit 1 if any is invalid."""
-    from ml_service.loading import LoadFailure, describe_failure
-    from ml_service.registry import ModelRegistry
-    from ml_service.repository import ModelRepository
+    from ml_service.publish import validate_models
 
-    root, only = (path.parent, path.name) if (path / "model.toml").exists() else (path, None)
-    repo = ModelRepository(root)
-    entries = {n: e for n, e in repo.scan().items() if only is None or n == only}
-    if not entries:
+    report = validate_models(path, _settings(path), load=load)
+    if not report:
         console.print(f"[red]no model directories under {path}[/red]")
         raise typer.Exit(1)
-    registry = ModelRegistry(_settings(root, compute_workers=1))
     bad = 0
-    for name, e in entries.items():
-        problems = [e.error] if e.error else []
-        problems += [e.manifest_error] if e.manifest_error else []
-        problems += [f"alias {a!r} is already claimed by model {repo.canonical_name(a)!r}" for a in e.alias_conflicts]
-        if e.valid and load:
-            for v in e.candidates:
-                try:
-                    registry.check(e, e.versions[v])
-                except LoadFailure as exc:
-                    detail = f" ({describe_failure(exc.__cause__)})" if exc.__cause__ else ""
-                    problems.append(f"version {v} does not load: {exc.reason}{detail}")
-                except Exception as exc:
-                    problems.append(f"version {v} does not load: {describe_failure(exc)}")
-        if problems:
+    for name, found in report.items():
+        if found.problems:
             bad += 1
-            console.print(f"[red]invalid[/red] {name}: " + "; ".join(problems), soft_wrap=True)
+            console.print(f"[red]invalid[/red] {name}: " + "; ".join(found.problems), soft_wrap=True)
         else:
-            console.print(f"[green]ok[/green]      {name}: versions {sorted(e.versions)}, servable "
-                          f"{list(e.candidates)}", soft_wrap=True)
+            console.print(f"[green]ok[/green]      {name}: versions {found.versions}, servable {found.servable}",
+                          soft_wrap=True)
     raise typer.Exit(1 if bad else 0)
 
 
@@ -173,34 +155,106 @@ def models_add(
 ) -> None:
     """Publish a model version atomically: copied beside its final place, then renamed into it, so a running
     service never sees it half-written. The service picks it up on its next re-read (or `models reload`)."""
-    import shutil
-
     from ml_service.manifest import NAME_PATTERN
+    from ml_service.publish import publish_version
 
     if not re.fullmatch(NAME_PATTERN, name):
         console.print(f"[red]{name!r} is not a valid model name[/red]")
         raise typer.Exit(2)
     root = _settings(model_dir).model_cache_dir
+    try:
+        number = publish_version(root, name, path, version)
+    except NotADirectoryError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except FileExistsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     target = root / name
-    source = path / "1" if (path / "model.toml").exists() and (path / "1").is_dir() else path
-    if not source.is_dir():
-        console.print(f"[red]{path} is not a directory[/red]")
-        raise typer.Exit(2)
-    existing = [int(p.name) for p in target.iterdir() if p.is_dir() and p.name.isdigit()] if target.is_dir() else []
-    number = version or max(existing, default=0) + 1
-    if number in existing:
-        console.print(f"[red]{name} already has a version {number}[/red]")
-        raise typer.Exit(1)
-    target.mkdir(parents=True, exist_ok=True)
-    staging = target / f".incoming-{number}-{os.getpid()}"
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("model.toml", "labels.txt", ".build.json"))
-    if (path / "model.toml").exists() and not (target / "model.toml").exists():  # a new model: its files too
-        for extra in ("model.toml", "labels.txt"):
-            if (path / extra).exists():
-                shutil.copy2(path / extra, target / f".incoming-{extra}")
-                os.replace(target / f".incoming-{extra}", target / extra)
-    os.replace(staging, target / str(number))
     console.print(f"published {name} version {number} in {target}")
+
+
+def _floats(value: str | None, option: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        out = [float(x) for x in value.split(",")]
+    except ValueError:
+        out = []
+    if len(out) != 3:
+        err_console.print(f"{option} needs three comma-separated numbers (R,G,B), got {value!r}", markup=False)
+        raise typer.Exit(2)
+    return out
+
+
+@models_app.command("import")
+def models_import(
+    source: Annotated[Path, typer.Argument(help="a Transformers or sentence-transformers directory, a safetensors "
+                                           "state dict or an ONNX file, on local disk")],
+    name: Annotated[str, typer.Option("--name", help="the model's name in the repository")],
+    model_dir: ModelDir = None,
+    dry_run: Annotated[Path | None, typer.Option("--dry-run", help="write the model directory here and publish "
+                                                 "nothing")] = None,
+    arch: Annotated[str | None, typer.Option(help="a state dict's architecture, e.g. efficientnet-lite0")] = None,
+    labels: Annotated[Path | None, typer.Option(help="labels file, one a line in output order (state dicts, "
+                                                "ONNX)")] = None,
+    task: Annotated[str | None, typer.Option(help="an ONNX file's task: text-classification | embedding | "
+                                             "image-classification")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json (ONNX text models; overrides a "
+                                                   "checkpoint's)")] = None,
+    pooling: Annotated[str | None, typer.Option(help="mean | cls: override an encoder's pooling")] = None,
+    normalize: Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalize embeddings "
+                                                   "(default: as the checkpoint does)")] = None,
+    image_size: Annotated[int | None, typer.Option(help="center crop size (images)")] = None,
+    resize: Annotated[int | None, typer.Option(help="short side before the crop (images; 0: none)")] = None,
+    interpolation: Annotated[str | None, typer.Option(help="bicubic | bilinear | nearest (images)")] = None,
+    mean: Annotated[str | None, typer.Option(help="R,G,B mean on 0-255 (images)")] = None,
+    std: Annotated[str | None, typer.Option(help="R,G,B std on 0-255 (images)")] = None,
+) -> None:
+    """Import your own model from local disk as the next version(s) of NAME: export to ONNX, fuse, batch-invariant
+    int8 (text), parity against the source framework, a model card, the server's checks, then an atomic publish
+    (the running service picks it up as after `models add`). Pickle checkpoints are refused."""
+    from ml_service.modelbuild.import_detect import ImageOptions, ImportOptions, ImportRefused
+    from ml_service.modelbuild.importer import import_model
+
+    if pooling not in (None, "mean", "cls"):
+        err_console.print(f"--pooling is mean or cls, not {pooling!r}", markup=False)
+        raise typer.Exit(2)
+    if interpolation not in (None, "bicubic", "bilinear", "nearest"):
+        err_console.print(f"--interpolation is bicubic, bilinear or nearest, not {interpolation!r}", markup=False)
+        raise typer.Exit(2)
+    image = None
+    given = (image_size, resize, interpolation, mean, std)
+    if any(v is not None for v in given):
+        d = ImageOptions()
+        image = ImageOptions(image_size or d.image_size, d.resize if resize is None else (resize or None),
+                             interpolation or d.interpolation, _floats(mean, "--mean") or d.mean,
+                             _floats(std, "--std") or d.std)
+    opts = ImportOptions(arch, labels, task, tokenizer, pooling, normalize, image)
+    root = _settings(model_dir).model_cache_dir
+    try:
+        with err_console.status("importing") as status:
+            result = import_model(source, name, root, opts, dry_run, progress=lambda m: status.update(m))
+    except ImportRefused as exc:
+        err_console.print(f"import refused: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # one line for the user; nothing was published (the work is in a temporary directory)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        err_console.print(f"import failed: {type(exc).__name__}: {first}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    for note in result.notes:
+        console.print(note, markup=False, soft_wrap=True)
+    card = result.card
+    for v, info in card["versions"].items():
+        console.print(f"version {v}: {info['precision']}, {info['size_mb']} MB, batch 1 "
+                      f"{info['latency_ms']['batch_1']} ms, batch 16 {info['latency_ms']['batch_16']} ms",
+                      markup=False)
+    parity = {k: v for k, v in card["parity"].items() if isinstance(v, (int, float, str))}
+    console.print("parity: " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in parity.items()), markup=False, soft_wrap=True)
+    what = "published" if result.published else "written (dry run, nothing published)"
+    console.print(f"{what}: {name} versions {sorted(result.versions)} (default {result.default}) in "
+                  f"{result.model_dir} in {result.seconds:.0f} s", markup=False, soft_wrap=True)
 
 
 @models_app.command("reload")

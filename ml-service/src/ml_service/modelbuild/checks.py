@@ -34,14 +34,15 @@ def long_texts() -> list[str]:
     return [base * 4, base * 5, base * 9, " ".join(SHORT_TEXTS) * 3]
 
 
-def run_text_graph(onnx_path: Path, tokenizer_path: Path, texts: list[str], batch: int = 32) -> np.ndarray:
-    """The graph's first output for texts, tokenized (truncation 256) and padded per batch."""
+def run_text_graph(onnx_path: Path, tokenizer_path: Path, texts: list[str], batch: int = 32,
+                   max_tokens: int = 256) -> np.ndarray:
+    """The graph's first output for texts, tokenized (truncation `max_tokens`) and padded per batch."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
     tok.no_padding()
-    tok.enable_truncation(max_length=256)
+    tok.enable_truncation(max_length=max_tokens)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     outs = []
     for i in range(0, len(texts), batch):
@@ -57,13 +58,15 @@ def run_text_graph(onnx_path: Path, tokenizer_path: Path, texts: list[str], batc
     return np.concatenate(outs)
 
 
-def batch_invariance(onnx_path: Path, tokenizer_path: Path, texts: list[str]) -> dict[str, float]:
+def batch_invariance(onnx_path: Path, tokenizer_path: Path, texts: list[str], max_tokens: int = 256
+                     ) -> dict[str, float]:
     """Each text alone vs inside shuffled batches of 16 mixed-length texts: min cosine, and the share of rows
     that are bit-identical (a served answer must not depend on what shares its batch)."""
-    alone = run_text_graph(onnx_path, tokenizer_path, texts, batch=1)
+    alone = run_text_graph(onnx_path, tokenizer_path, texts, batch=1, max_tokens=max_tokens)
     order = np.random.default_rng(0).permutation(len(texts))
     mixed = np.empty_like(alone)
-    mixed[order] = run_text_graph(onnx_path, tokenizer_path, [texts[i] for i in order], batch=16)
+    mixed[order] = run_text_graph(onnx_path, tokenizer_path, [texts[i] for i in order], batch=16,
+                                  max_tokens=max_tokens)
     cos = (alone * mixed).sum(1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(mixed, axis=1)
     return {"min_cosine": float(cos.min()), "bit_identical": float((alone == mixed).all(axis=1).mean())}
 

@@ -47,35 +47,62 @@ def imagenet_labels() -> list[str]:
     return [str(n) for n in names]
 
 
-def preprocess_reference(data: bytes) -> np.ndarray:
-    """The issue's preprocessing, written independently of the service's task code."""
+def preprocess_reference(data: bytes, size: int = 224, resize: int | None = 256, interpolation: str = "bicubic",
+                         mean: list[float] = MEAN, std: list[float] = STD) -> np.ndarray:
+    """The issue's preprocessing (short side to `resize`, center crop `size`, `(x - mean) / std`), written
+    independently of the service's task code."""
     from PIL import Image
 
+    short = resize or size
     img = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = img.size
-    s = 256 / min(w, h)
-    img = img.resize((max(256, round(w * s)), max(256, round(h * s))), Image.Resampling.BICUBIC)
+    s = short / min(w, h)
+    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+                "nearest": Image.Resampling.NEAREST}[interpolation]
+    img = img.resize((max(short, round(w * s)), max(short, round(h * s))), resample)
     w, h = img.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    arr = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32)
-    return ((arr - 127.0) / 128.0).transpose(2, 0, 1)[None].copy()
+    left, top = (w - size) // 2, (h - size) // 2
+    arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.float32)
+    norm = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return norm.transpose(2, 0, 1)[None].copy()
+
+
+def export_image_classifier(model: Any, dst: Path, image_size: int = 224) -> None:
+    """torch.onnx.export of an image classifier: `pixel_values [N, 3, S, S]` -> `logits [N, C]`, dynamic batch."""
+    import torch
+
+    dummy = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (dummy,), str(dst), input_names=["pixel_values"], output_names=["logits"],
+                          dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+
+
+def image_tables(image_size: int, resize: int | None, interpolation: str, mean: list[float], std: list[float]
+                 ) -> dict[str, dict[str, Any]]:
+    """model.toml tables of an image classifier (all but the card)."""
+    pre: dict[str, Any] = {"image_size": image_size, **({"resize": resize} if resize else {}),
+                           "interpolation": interpolation, "mean": mean, "std": std}
+    return {
+        "preprocessing": pre,
+        "postprocessing": {"output": "logits", "softmax": True},
+        # batch 8: as fast as 16 on CPU (measured 100 vs 81-95 images/s with 2 workers) with half the working
+        # set (~200 vs ~400 MB of arena), which counts against the memory budget
+        "batching": {"max_batch_size": 8, "max_batch_tokens": 16384, "max_queue_delay_ms": 2.0,
+                     "max_queue_size": 256},
+        "limits": {"max_items": 64, "max_image_bytes": 8388608, "max_image_pixels": 40000000},
+    }
 
 
 def build_item_classifier(out: Path, progress: Any) -> dict[str, Any]:
     import torch
 
-
     progress("exporting EfficientNet-Lite0 to ONNX")
     model = load_reference()
     d = out / "1"
     d.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 3, 224, 224)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), str(d / "model.onnx"), input_names=["pixel_values"],
-                          output_names=["logits"],
-                          dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+    export_image_classifier(model, d / "model.onnx")
     labels = imagenet_labels()
     (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     progress("checking item-classifier on real photos against PyTorch")
@@ -109,16 +136,7 @@ def build_item_classifier(out: Path, progress: Any) -> dict[str, Any]:
     }
     top_level: dict[str, Any] = {"task": "image-classification", "runtime": "onnx", "file": "model.onnx",
                                  "aliases": ["cnn", "image"], "version_policy": "latest", "labels": "labels.txt"}
-    tables: dict[str, dict[str, Any]] = {
-        "preprocessing": {"image_size": 224, "resize": 256, "interpolation": "bicubic", "mean": MEAN, "std": STD},
-        "postprocessing": {"output": "logits", "softmax": True},
-        # batch 8: as fast as 16 on CPU (measured 100 vs 81-95 images/s with 2 workers) with half the working
-        # set (~200 vs ~400 MB of arena), which counts against the memory budget
-        "batching": {"max_batch_size": 8, "max_batch_tokens": 16384, "max_queue_delay_ms": 2.0,
-                     "max_queue_size": 256},
-        "limits": {"max_items": 64, "max_image_bytes": 8388608, "max_image_pixels": 40000000},
-        "card": card,
-    }
+    tables = image_tables(224, 256, "bicubic", MEAN, STD) | {"card": card}
     arrays = {"inputs": [{"name": "pixel_values", "dtype": "float32", "shape": [-1, 3, 224, 224]}],
               "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 1000]}]}
     write_manifest(out / "model.toml", top_level, tables, arrays)

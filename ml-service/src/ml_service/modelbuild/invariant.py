@@ -128,9 +128,10 @@ class _Rewriter:
         ]
 
 
-def quantize_per_token(src: Path, dst: Path) -> dict[str, int]:
-    """Per-token dynamic int8 of a fused fp32 text-embedding graph (weight MatMuls and Attention QKV), with
-    batch-invariant pooling. `src` still has the original pooling (`optimize(export_encoder(...))`)."""
+def quantize_per_token(src: Path, dst: Path, mean_pooling: bool = True) -> dict[str, int]:
+    """Per-token dynamic int8 of a fused fp32 text graph (weight MatMuls and Attention QKV), with batch-invariant
+    pooling. `src` still has the original mean pooling (`optimize(export_encoder(...))`); `mean_pooling=False`
+    for graphs without one (CLS pooling, a classifier's logits), which are batch-invariant without the rewrite."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -173,7 +174,7 @@ def quantize_per_token(src: Path, dst: Path) -> dict[str, int]:
     model.graph.node.extend(nodes)
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep + rw.new_inits)
-    if _rewrite_pooling(model) != 1:
+    if mean_pooling and _rewrite_pooling(model) != 1:
         raise ValueError(f"{src.name}: the mean pooling (Mul + ReduceSum over axis 1) was not found")
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))

@@ -39,24 +39,28 @@ DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 Progress = Callable[[str], None]
 
 
-def write_tokenizer(src: Path, dst: Path) -> None:
-    """Copy tokenizer.json with truncation at 256 and no baked-in padding (we pad per batch)."""
+def write_tokenizer(src: Path, dst: Path, max_tokens: int = MAX_TOKENS) -> None:
+    """Copy tokenizer.json with truncation at `max_tokens` and no baked-in padding (we pad per batch)."""
     data = json.loads(src.read_text(encoding="utf-8"))
-    data["truncation"] = {"direction": "Right", "max_length": MAX_TOKENS, "strategy": "LongestFirst", "stride": 0}
+    data["truncation"] = {"direction": "Right", "max_length": max_tokens, "strategy": "LongestFirst", "stride": 0}
     data["padding"] = None
     dst.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
-def export_encoder(work: Path, pooled: bool = True) -> Path:
-    """torch.onnx.export of BertModel + masked mean pooling + L2 normalization; dynamic batch and sequence.
+def export_encoder(work: Path, pooled: bool = True, src: Path | None = None, pooling: str = "mean",
+                   normalize: bool = True, classifier: bool = False) -> Path:
+    """torch.onnx.export of a BERT-family encoder (default: the packaged MiniLM) + masked mean (or CLS) pooling +
+    optional L2 normalization, so the graph outputs `sentence_embedding`; dynamic batch and sequence.
 
-    `pooled=False` exports the token embeddings (`last_hidden_state`) instead, for runtimes that pool
-    themselves (the benchmark's Infinity peer)."""
+    `classifier=True` exports a `*ForSequenceClassification` checkpoint's `logits` instead; `pooled=False` the
+    token embeddings (`last_hidden_state`), for runtimes that pool themselves (the benchmark's Infinity peer)."""
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
-    src = minilm_dir()
-    model = AutoModel.from_pretrained(str(src), attn_implementation="eager").eval()
+    src = src or minilm_dir()
+    loader = AutoModelForSequenceClassification if classifier else AutoModel
+    # safetensors only: a pickle beside it is never loaded
+    model = loader.from_pretrained(str(src), attn_implementation="eager", use_safetensors=True).eval()
 
     class Encoder(torch.nn.Module):
         def __init__(self, bert: Any) -> None:
@@ -64,19 +68,24 @@ def export_encoder(work: Path, pooled: bool = True) -> Path:
             self.bert = bert
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids).last_hidden_state
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            if classifier:
+                return out.logits
+            hidden = out.last_hidden_state
             if not pooled:
                 return hidden
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+            if pooling == "cls":
+                emb = hidden[:, 0]
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(emb, p=2.0, dim=1) if normalize else emb
 
     ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 2460, 102, 0, 0]], dtype=torch.int64)
     mask = (ids != 0).to(torch.int64)
     out = work / ("encoder_raw.onnx" if pooled else "encoder_tokens.onnx")
-    output = "sentence_embedding" if pooled else "last_hidden_state"
-    out_axes = {0: "batch"} if pooled else {0: "batch", 1: "sequence"}
+    output = "logits" if classifier else "sentence_embedding" if pooled else "last_hidden_state"
+    out_axes = {0: "batch"} if pooled or classifier else {0: "batch", 1: "sequence"}
     names = ["input_ids", "attention_mask", "token_type_ids"]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -89,11 +98,12 @@ def export_encoder(work: Path, pooled: bool = True) -> Path:
     return out
 
 
-def optimize(src: Path, dst: Path) -> dict[str, int]:
-    """ORT transformer optimizer: Attention / SkipLayerNorm / BiasGelu fusions for CPU."""
+def optimize(src: Path, dst: Path, num_heads: int = 12, hidden_size: int = DIM) -> dict[str, int]:
+    """ORT transformer optimizer: Attention / SkipLayerNorm / BiasGelu fusions for CPU (the encoder's heads and
+    hidden size: MiniLM's by default)."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    opt = optimize_model(str(src), model_type="bert", num_heads=12, hidden_size=DIM, opt_level=1)
+    opt = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1)
     opt.save_model_to_file(str(dst))
     stats: dict[str, int] = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
     return stats
@@ -114,13 +124,16 @@ def _card_license() -> str:
 
 
 def text_manifest(task: str, aliases: list[str], card: dict[str, str], labels: str | None = None,
-                  policy: Any = "latest", batching: dict[str, Any] | None = None) -> tuple[dict[str, Any], ...]:
+                  policy: Any = "latest", batching: dict[str, Any] | None = None, dim: int = DIM,
+                  max_tokens: int = MAX_TOKENS, normalize: bool = True) -> tuple[dict[str, Any], ...]:
+    """model.toml of a BERT-family text model (tokenizer.json in each version): its top level, tables and
+    tensors, for `write_manifest`."""
     top: dict[str, Any] = {"task": task, "runtime": "onnx", "file": "model.onnx", "aliases": aliases,
                            "version_policy": policy}
     if labels:
         top["labels"] = labels
     tables: dict[str, dict[str, Any]] = {
-        "preprocessing": {"tokenizer": "tokenizer.json", "max_tokens": MAX_TOKENS},
+        "preprocessing": {"tokenizer": "tokenizer.json", "max_tokens": max_tokens},
         # Measured on 2 cores (docs/benchmarks.md): small, length-sorted batches beat big ones for int8
         # MiniLM on CPU; the token budget keeps long texts in smaller batches.
         "batching": batching or {"max_batch_size": 16, "max_batch_tokens": 128, "window_factor": 4,
@@ -129,8 +142,8 @@ def text_manifest(task: str, aliases: list[str], card: dict[str, str], labels: s
         "card": card,
     }
     if task == "embedding":
-        out = {"name": "sentence_embedding", "dtype": "float32", "shape": [-1, DIM]}
-        tables["postprocessing"] = {"output": "sentence_embedding", "normalize": True}
+        out = {"name": "sentence_embedding", "dtype": "float32", "shape": [-1, dim]}
+        tables["postprocessing"] = {"output": "sentence_embedding", "normalize": normalize}
     else:
         out = {"name": "logits", "dtype": "float32", "shape": [-1, -1]}
         tables["postprocessing"] = {"output": "logits", "softmax": True}
