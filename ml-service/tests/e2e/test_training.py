@@ -191,3 +191,68 @@ def test_teach_a_category_then_roll_back(served) -> None:  # type: ignore[no-unt
     switches = [(a, b) for a, b in zip(versions, versions[1:], strict=False) if a != b]
     assert switches[0] == ("2", "3"), switches  # learning: one switch; then the rollbacks and the new version
     assert [b for _, b in switches] == ["3", "2", "1", "4"][:len(switches)], switches
+
+
+def test_offline_cli_trains_on_the_repositorys_own_encoder_and_publishes(real_models: Path, tmp_path: Path) -> None:
+    root = make_repo(real_models, tmp_path)
+    gardening = ["Mow the lawn", "Rake the leaves", "Weed the flower beds", "Trim the hedge", "Plant the tulip bulbs",
+                 "Clean the gutters of leaves"]
+    examples = tmp_path / "lesson.jsonl"
+    examples.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for lab, texts in
+                                (("plants", PLANTS[:6]), ("garden", gardening)) for t in texts))
+    r = subprocess.run([EXE, "models", "train", "task", "--examples", str(examples), "--model-dir", str(root),
+                        "--no-base", "--holdout", "0.2", "--seed", "3", "--force"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    report = out["report"]
+    assert out["published"] and out["version"] == "3" and report["decision"] in ("published", "forced")
+    assert report["labels"] == ["garden", "plants"] and report["n_test"] == 2 and report["compared"] == 1
+    assert report["base"]["note"] == "not asked for" and report["seed"] == 3
+    mdir = root / "task-category"
+    assert (mdir / "3" / "labels.txt").read_text() == "garden\nplants\n"
+    assert {p.name for p in (mdir / "3").iterdir()} == {"head.onnx", "labels.txt", "tokenizer.json", "examples.csv",
+                                                        "card.json"}
+    assert '[versions.3]\nfile = "head.onnx"\nencoder = "text-embedding"\nencoder_version = 2\n' in \
+        (mdir / "model.toml").read_text()
+    r = subprocess.run([EXE, "predict", "task", "--version", "3", "--text", "Repot the aloe vera", "--model-dir",
+                        str(root)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["outputs"][0]["label"] == "plants", r.stdout + r.stderr
+    r = subprocess.run([EXE, "models", "rollback", "task", "--model-dir", str(root)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout) == {"model": "task-category", "default_version": "2",
+                                                          "rolled_back": "3"}, r.stdout + r.stderr
+    r = subprocess.run([EXE, "models", "train", "task", "--examples", str(tmp_path / "none.csv"), "--model-dir",
+                        str(root)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+def test_the_numpy_head_matches_sklearn_on_a_real_split(real_models: Path) -> None:
+    import csv
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from ml_service.modelbuild.checks import embed_with_onnx
+    from ml_service.training.linear import balanced_weights, fit_logistic, predict_proba
+
+    rows = list(csv.DictReader(DATA.open(encoding="utf-8")))
+    seen: dict[tuple[str, str], int] = {}
+    picked = []
+    for r in rows:  # the dataset's own split, 20 train and 10 test texts per label
+        n = seen.get((r["label"], r["split"]), 0)
+        if n < (20 if r["split"] == "train" else 10):
+            seen[(r["label"], r["split"])] = n + 1
+            picked.append(r)
+    enc = real_models / "text-embedding" / "2"
+    x = embed_with_onnx(enc / "model.onnx", enc / "tokenizer.json", [r["text"] for r in picked])
+    names = sorted({r["label"] for r in picked})
+    y = np.array([names.index(r["label"]) for r in picked])
+    train = np.array([r["split"] == "train" for r in picked])
+    w, b = fit_logistic(x[train], y[train], len(names), weights=balanced_weights(y[train], len(names)))
+    ours = predict_proba(x[~train], w, b)
+    ref = LogisticRegression(C=10.0, max_iter=5000, tol=1e-8, class_weight="balanced").fit(x[train], y[train])
+    theirs = ref.predict_proba(x[~train])
+    print("max abs diff", float(np.abs(ours - theirs).max()), "accuracy", float((ours.argmax(1) == y[~train]).mean()))
+    assert (ours.argmax(1) == theirs.argmax(1)).all()
+    assert np.abs(ours - theirs).max() < 1e-3

@@ -80,6 +80,15 @@ class Outcome:
     version: int | None = None
 
 
+def decide(new: float | None, served: float | None, options: Options) -> str:
+    """`published` when the new head's accuracy on the held-out texts both can label is at least the served
+    version's less the tolerance; else `forced` with force, `not_better` without. No such texts: nothing shows it is
+    not worse, so only force publishes."""
+    if new is not None and served is not None and new >= served - options.tolerance - 1e-9:
+        return "published"
+    return "forced" if options.force else "not_better"
+
+
 class Trainer:
     """Plans, runs and publishes trainings over one model house."""
 
@@ -178,10 +187,7 @@ class Trainer:
         new_on = scores(s_truth, s_new, common)
         agreement = round(float(np.mean([a == c for a, c in zip(s_new, served_pred, strict=True)])), 4) \
             if both else None
-        if both and new_on["accuracy"] >= served["accuracy"] - plan.options.tolerance - 1e-9:
-            decision = "published"
-        else:
-            decision = "forced" if plan.options.force else "not_better"
+        decision = decide(new_on["accuracy"], served["accuracy"], plan.options)
         o = plan.options
         report: dict[str, Any] = {
             "seed": o.seed, "holdout": o.holdout, "tolerance": o.tolerance, "n_train": int(train.sum()),
@@ -264,4 +270,4 @@ class Trainer:
             await asyncio.sleep(0.5)
 
 
-__all__ = ["Options", "Outcome", "Plan", "Trainer"]
+__all__ = ["Options", "Outcome", "Plan", "Trainer", "decide"]
