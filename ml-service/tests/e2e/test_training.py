@@ -141,7 +141,7 @@ def test_teach_a_category_then_roll_back(served) -> None:  # type: ignore[no-unt
             job = wait_job(c, r.json()["job_id"])
             report = job["report"]
             print(json.dumps({k: v for k, v in report.items() if k not in ("new", "served")}))
-            print("new", report["new"]["accuracy"], "served", report["served"]["accuracy"])
+            print("new", report["new"]["accuracy"], "served", report["served"]["accuracy"], report["served"]["macro_f1"])
             assert job["state"] == "succeeded" and job["error"] is None, job
             assert job["published"] and job["live"] and job["version"] == "3", job
             assert report["decision"] == "published" and report["new_labels"] == ["plants"]
