@@ -5,6 +5,7 @@ publication ends it. Plus the refusals at their boundaries and the offline CLI."
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -114,6 +115,11 @@ def test_refusals_at_their_boundaries(served) -> None:  # type: ignore[no-untype
         assert c.get("/models/jobs/nope", headers=AUTH).status_code == 404
         assert c.post("/models/task-category/train", content=b"{", headers=AUTH).status_code == 400
         assert default(c) == ("2", [])  # nothing started
+    lesson_file = server.log.parent / "bad-lesson.csv"
+    lesson_file.write_text("text,label\nRepot the monstera," + "p" * 65 + "\n")
+    r = subprocess.run([EXE, "models", "train", "task", "--examples", str(lesson_file), "--url", server.url, "--token",
+                        TOKEN], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "422" in r.stderr and "limit is 64" in r.stderr, r.stdout + r.stderr
 
 
 def test_teach_a_category_then_roll_back(served) -> None:  # type: ignore[no-untyped-def]
@@ -141,7 +147,8 @@ def test_teach_a_category_then_roll_back(served) -> None:  # type: ignore[no-unt
             job = wait_job(c, r.json()["job_id"])
             report = job["report"]
             print(json.dumps({k: v for k, v in report.items() if k not in ("new", "served")}))
-            print("new", report["new"]["accuracy"], "served", report["served"]["accuracy"], report["served"]["macro_f1"])
+            print("new", report["new"]["accuracy"], "served", report["served"]["accuracy"],
+                  report["served"]["macro_f1"])
             assert job["state"] == "succeeded" and job["error"] is None, job
             assert job["published"] and job["live"] and job["version"] == "3", job
             assert report["decision"] == "published" and report["new_labels"] == ["plants"]
@@ -188,7 +195,7 @@ def test_teach_a_category_then_roll_back(served) -> None:  # type: ignore[no-unt
     failures = [a for a in answers if a[0] != 200]
     assert not failures, failures[:5]
     versions = [v for _, v in answers]
-    switches = [(a, b) for a, b in zip(versions, versions[1:], strict=False) if a != b]
+    switches = [(a, b) for a, b in itertools.pairwise(versions) if a != b]
     assert switches[0] == ("2", "3"), switches  # learning: one switch; then the rollbacks and the new version
     assert [b for _, b in switches] == ["3", "2", "1", "4"][:len(switches)], switches
 
