@@ -185,11 +185,14 @@ class Rollout:
             return switched
 
     async def _newest_working(self, entry: ModelEntry, above: int | None, failed: dict[str, str],
-                              deadline: float | None = None) -> int | None:
-        """Try candidates newer than `above` (all when None), newest first; the first that loads goes live."""
+                              deadline: float | None = None, below: int | None = None) -> int | None:
+        """Try candidates newer than `above` (all when None) and older than `below`, newest first; the first that
+        loads goes live."""
         for v in reversed(entry.candidates):
             if above is not None and v <= above:
                 break
+            if below is not None and v >= below:
+                continue
             mv = entry.versions[v]
             if self.registry.failed(mv, (entry.name, v)) or v in entry.held_back:
                 continue  # failed as it is on disk (tried again once its files change), or rolled back
@@ -367,25 +370,13 @@ class Rollout:
             current = self.default(entry) or self.expected(entry)
             if current is None:
                 raise NoPreviousVersion(f"model '{entry.name}' has no working version to roll back from")
-            previous = None
-            for v in reversed([v for v in entry.candidates if v < current and v not in entry.held_back]):
-                mv = entry.versions[v]
-                if self.registry.failed(mv, (entry.name, v)):
-                    continue
-                try:
-                    await self.load(entry, mv)
-                except ModelFailed as exc:
-                    log.error("model %s: version %d cannot take over from %d: %s", entry.name, v, current, exc.message)
-                    continue
-                previous = v
-                break
+            previous = await self._newest_working(entry, None, {}, below=current)
             if previous is None:
                 raise NoPreviousVersion(f"model '{entry.name}' has no working version before {current} to roll "
                                         f"back to")
             held = tuple(sorted({*entry.held_back, current}))
             write_held_back(entry.path, held)
             entry.held_back = held
-            self._live[entry.name] = previous
             log.info("model %s: rolled back from version %d to %d", entry.name, current, previous)
         if entry.manifest is not None and entry.manifest.version_policy == "latest":
             await self.registry.unload(entry.name, current)  # no longer served: drains first
