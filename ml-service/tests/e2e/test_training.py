@@ -106,9 +106,15 @@ def test_refusals_at_their_boundaries(served) -> None:  # type: ignore[no-untype
             r = c.post("/models/task-category/train", json=body, headers=headers)
             assert r.status_code == status and says in r.text, (body, r.status_code, r.text)
             assert set(r.json()) == {"error"}
-        big = {"examples": [{"text": "w" * 5000, "label": "garden"}]}
-        r = c.post("/models/task-category/train", json=big, headers=AUTH)
-        assert r.status_code == 413 and "ML_SERVICE_TRAIN_MAX_BODY_BYTES" in r.text
+        r = c.post("/models/task-category/train", json={"examples": [ok] * 20, "include_base": False}, headers=AUTH)
+        assert r.status_code == 422 and "at least 2" in r.text  # 20 examples pass the count (the limit is 20)
+        for size, status in ((4096, 422), (4097, 413)):  # the body limit is ML_SERVICE_TRAIN_MAX_BODY_BYTES=4096
+            head = b'{"examples": [], "pad": "'
+            body = head + b"w" * (size - len(head) - 2) + b'"}'
+            r = c.post("/models/task-category/train", content=body,
+                       headers={**AUTH, "content-type": "application/json"})
+            assert len(body) == size and r.status_code == status, (size, r.text)
+        assert "ML_SERVICE_TRAIN_MAX_BODY_BYTES" in r.text
         assert c.post("/models/text-embedding/train", json={"examples": [ok]}, headers=AUTH).json()["error"][
             "code"] == "not_trainable"
         assert c.post("/models/nope/train", json={"examples": [ok]}, headers=AUTH).status_code == 404
