@@ -137,6 +137,9 @@ class Trainer:
     def _targets(self, plan: Plan) -> tuple[ModelEntry, ModelVersion, Target]:
         entry = self.core.repository.get(plan.model)
         enc = self.core.repository.get(plan.encoder)
+        if plan.served not in entry.versions or plan.encoder_version not in enc.versions:
+            raise ModelUnavailable(f"model '{plan.model}' version {plan.served} or its encoder left the repository "
+                                   "while the training waited; train again")
         return entry, entry.versions[plan.served], Target(enc, enc.versions[plan.encoder_version])
 
     async def embed(self, target: Target, texts: Sequence[str]) -> np.ndarray:
