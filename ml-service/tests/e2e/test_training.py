@@ -221,6 +221,7 @@ def test_offline_cli_trains_on_the_repositorys_own_encoder_and_publishes(real_mo
     report = out["report"]
     assert out["published"] and out["version"] == "3" and report["decision"] in ("published", "forced")
     assert report["labels"] == ["garden", "plants"] and report["n_test"] == 2 and report["compared"] == 1
+    assert len(report["dropped_labels"]) == 11  # only these examples: the served labels without any are gone
     assert report["base"]["note"] == "not asked for" and report["seed"] == 3
     mdir = root / "task-category"
     assert (mdir / "3" / "labels.txt").read_text() == "garden\nplants\n"

@@ -117,7 +117,12 @@ class Trainer:
         base: list[ex.Example] = []
         source = ex.stored(mv.path) if options.include_base else None
         if source is not None:
-            base = ex.check(ex.read(source), 10**9, 10**9, where=source.name)
+            try:
+                base = ex.check(ex.read(source), 10**9, 10**9, where=source.name)
+            except OSError as exc:
+                log.error("cannot read %s: %s", source, exc)
+                raise ModelUnavailable(f"the examples of model '{entry.name}' version {mv.number} cannot be read "
+                                       "now") from None
         rows, relabelled = ex.merge(base, given)
         labels_in = {e.label for e in rows}
         if len(labels_in) < 2:
@@ -195,7 +200,9 @@ class Trainer:
         report: dict[str, Any] = {
             "seed": o.seed, "holdout": o.holdout, "tolerance": o.tolerance, "n_train": int(train.sum()),
             "n_test": len(truth),
-            "labels": plan.labels, "new_labels": plan.new_labels, "new": scores(truth, new_pred),
+            "labels": plan.labels, "new_labels": plan.new_labels,
+            "dropped_labels": [lab for lab in plan.served_labels if lab not in index],
+            "new": scores(truth, new_pred),
             "served": {"version": str(plan.served), **served},
             "new_on_served_labels": {"accuracy": new_on["accuracy"], "macro_f1": new_on["macro_f1"]},
             "agreement": agreement, "compared": len(both), "decision": decision,
