@@ -99,7 +99,6 @@ class Router:
         self.settings = settings
         self.observers = observers
         self.gate = gate
-        self.limit = settings.max_body_bytes
         self._static: dict[tuple[str, str], Route] = {}
         self._dynamic: list[tuple[re.Pattern[str], Route]] = []
         for r in self.routes:
