@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_service import __version__
 from ml_service.admission import KeyStore
-from ml_service.api import embeddings, native, telemetry, v2, vertex
+from ml_service.api import embeddings, native, telemetry, training, v2, vertex
 from ml_service.api.gate import Gate
 from ml_service.api.http import Parts
 from ml_service.api.openapi import build_openapi
@@ -30,11 +30,13 @@ from ml_service.observe.logs import RequestLog
 from ml_service.observe.metrics import Metrics, ModelMetrics, ModelStateCollector, new_registry
 from ml_service.observe.stats import Stats
 from ml_service.settings import Settings
+from ml_service.training.jobs import TrainingJobs
+from ml_service.training.trainer import Trainer
 from ml_service.vertex import Deployment, prepare_storage
 
 log = logging.getLogger(__name__)
 #: every route the service answers, in the order /openapi.json lists them
-ROUTES: list[Route] = [*native.ROUTES, *v2.ROUTES, *embeddings.ROUTES, *telemetry.ROUTES]
+ROUTES: list[Route] = [*native.ROUTES, *training.ROUTES, *v2.ROUTES, *embeddings.ROUTES, *telemetry.ROUTES]
 
 
 def routes(settings: Settings) -> list[Route]:
@@ -95,8 +97,9 @@ class Lifespan:
     """Start-up and shutdown: SIGHUP re-reads the secret file; start-up steps and preloading run in the background
     (live at once, ready when done); the repository is polled after them; shutdown unloads every model."""
 
-    def __init__(self, settings: Settings, core: Core, deployment: Deployment | None, keys: KeyStore) -> None:
-        self.settings, self.core, self.deployment, self.keys = settings, core, deployment, keys
+    def __init__(self, settings: Settings, core: Core, deployment: Deployment | None, keys: KeyStore,
+                 jobs: TrainingJobs) -> None:
+        self.settings, self.core, self.deployment, self.keys, self.jobs = settings, core, deployment, keys, jobs
         self._tasks: list[asyncio.Task[None]] = []
 
     async def startup(self) -> None:
@@ -114,6 +117,7 @@ class Lifespan:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self.jobs.close()
         await self.core.stop()
 
     async def __call__(self, receive: Receive, send: Send) -> None:
@@ -158,8 +162,10 @@ class App(Router):
         stats = Stats(core.repository, core.registry, core.rollout)
         hooks: tuple[RequestHook, ...] = (metrics, stats, *((RequestLog(),) if settings.request_log else ()))
         table = routes(settings)
-        parts = Parts(core.service, core.rollout, Reports(core.repository, core.registry, core.rollout), deployment)
-        self.lifespan = Lifespan(settings, core, deployment, gate.keys)
+        jobs = TrainingJobs(Trainer(core))
+        parts = Parts(core.service, core.rollout, Reports(core.repository, core.registry, core.rollout), deployment,
+                      jobs)
+        self.lifespan = Lifespan(settings, core, deployment, gate.keys, jobs)
         super().__init__(table, Docs(settings, table), parts, settings, gate, Observers((*hooks, *extra_hooks)),
                          Telemetry(metrics, stats))
 

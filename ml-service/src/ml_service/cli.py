@@ -1,4 +1,4 @@
-"""The `ml-service` command: serve, models list|validate|add|import|reload|build, predict, stats."""
+"""The `ml-service` command: serve, models list|validate|add|import|reload|build|train|rollback, predict, stats."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -379,9 +380,17 @@ def _num(v: float | None, digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+from ml_service import cli_training  # noqa: E402, F401  (registers `models train` and `models rollback`)
+
+
 def main() -> None:
+    # numpy's BLAS threads spin on every core: beside the model's workers (and other processes) they make a training
+    # fit ~20x slower and steal the CPU live requests need; the service's parallelism is its own workers
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     app()
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m ml_service.cli`: run the module cli_training registered its commands on
+    from ml_service.cli import main as registered_main
+
+    registered_main()

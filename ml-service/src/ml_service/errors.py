@@ -63,6 +63,38 @@ class Unauthorized(MLServiceError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
+class JobNotFound(MLServiceError):
+    """No training job by that id (finished jobs are kept for a while, the last 100)."""
+
+    status_code = 404
+    code = "job_not_found"
+
+
+class NotTrainable(InvalidInput):
+    """`models train` on a model whose served version is not a text classifier head on a shared encoder."""
+
+    code = "not_trainable"
+
+
+class Conflict(MLServiceError):
+    """The operation conflicts with the model's current state."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class TrainingInProgress(Conflict):
+    """A training job for this model is queued or running; one at a time per model."""
+
+    code = "training_in_progress"
+
+
+class NoPreviousVersion(Conflict):
+    """A rollback with no earlier working version to go back to."""
+
+    code = "no_previous_version"
+
+
 class RateLimited(MLServiceError):
     """Over the client's rate limit (headers: Retry-After and X-RateLimit-*)."""
 

@@ -11,11 +11,13 @@ goes on serving, and the error is reported on the entry (`manifest_error`) and l
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from ml_service.errors import ManifestError, ModelNotFound
 from ml_service.manifest import NAME_PATTERN, Manifest, load_manifest
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 _NAME_RE = re.compile(NAME_PATTERN)
 #: manifest fields that change nothing a loaded version computes: changing them reloads nothing
 _NOT_LOADED = {"card", "aliases", "version_policy", "versions"}
+#: in a model directory: the versions a rollback holds back from being the default (rollout.py), {"held_back": [3]}
+ROLLBACK_FILE = "rollback.json"
+#: in a version directory: its model card as JSON (e.g. the report of the training that made it), shown on /models
+CARD_FILE = "card.json"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class ModelVersion:
     fingerprint: str = ""  # of its files, the model-level files it uses and its manifest; a change = a new publication
     labels: tuple[str, ...] = ()
     manifest: Manifest | None = None  # the model's manifest with this version's overrides
+    card: dict[str, Any] = field(default_factory=dict)  # [versions.N] card, plus card.json as `report`
 
 
 @dataclass
@@ -51,6 +58,7 @@ class ModelEntry:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     alias_conflicts: list[str] = field(default_factory=list)  # aliases it declares that another model holds
     manifest_text: str = ""  # the model.toml that is in force
+    held_back: tuple[int, ...] = ()  # rolled back: never the default until a newer version goes live
 
     @property
     def valid(self) -> bool:
@@ -123,7 +131,32 @@ def scan_version(entry: ModelEntry, manifest: Manifest, vdir: Path) -> ModelVers
         except (ManifestError, UnicodeDecodeError, OSError) as exc:
             error = f"labels file unreadable: {exc}"
     digest = hashlib.blake2b("\n".join(keys).encode(), digest_size=12).hexdigest()
-    return ModelVersion(number, vdir, error, size, digest, labels, mv)
+    return ModelVersion(number, vdir, error, size, digest, labels, mv, _card(manifest, vdir))
+
+
+def _card(manifest: Manifest, vdir: Path) -> dict[str, Any]:
+    """A version's own card: its `[versions.N] card` table, and its card.json (unreadable: left out, logged)."""
+    override = manifest.versions.get(vdir.name)
+    card: dict[str, Any] = dict(override.card) if override is not None else {}
+    path = vdir / CARD_FILE
+    if path.is_file():
+        try:
+            card["report"] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("%s is not readable JSON: %s", path, exc)
+    return card
+
+
+def read_held_back(model_dir: Path) -> tuple[int, ...]:
+    """The versions a rollback holds back, from the model directory's rollback.json (none when absent or bad)."""
+    try:
+        data = json.loads((model_dir / ROLLBACK_FILE).read_text(encoding="utf-8"))
+        return tuple(sorted({int(v) for v in data["held_back"] if int(v) > 0}))
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        log.error("%s is unreadable (%s): no version is held back", model_dir / ROLLBACK_FILE, exc)
+        return ()
 
 
 def scan_model_dir(path: Path, previous: ModelEntry | None = None) -> ModelEntry:
@@ -153,6 +186,7 @@ def scan_model_dir(path: Path, previous: ModelEntry | None = None) -> ModelEntry
                 entry.error = str(exc)
                 return entry
     entry.manifest, entry.manifest_text = manifest, text or ""
+    entry.held_back = read_held_back(path)
     old = previous.versions if previous is not None else {}
     for child in sorted(path.iterdir()):
         if child.is_dir() and child.name.isdigit() and int(child.name) > 0:

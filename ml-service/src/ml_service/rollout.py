@@ -14,6 +14,10 @@
     swapped only once the new files loaded and passed the warm-up, else the old instance keeps serving;
   - a version removed from disk stops taking new requests at once, drains what it has in flight, and unloads;
   - a model.toml that no longer parses keeps the last good manifest in force (reported, never applied).
+* A rollback (`rollback`) makes the newest working version below the default the default at once, and holds the
+  versions it left back (persisted in the model directory's rollback.json: it survives reloads and restarts); a
+  held-back version may still be pinned where the policy allows, and the rollback ends when a version newer than
+  every held-back one goes live.
 
 Publishing is atomic when the files are written elsewhere and renamed into place (`ml-service models add`).
 A version written in place is tried once its files change again, so a slow copy is picked up when complete.
@@ -26,8 +30,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ml_service.errors import MLServiceError, ModelFailed, ModelNotFound, ModelUnavailable, VersionNotFound
+from ml_service.errors import (
+    MLServiceError,
+    ModelFailed,
+    ModelNotFound,
+    ModelUnavailable,
+    NoPreviousVersion,
+    VersionNotFound,
+)
 from ml_service.loading import LoadedModel
+from ml_service.publish import write_held_back
 from ml_service.registry import ModelRegistry
 from ml_service.repository import ModelEntry, ModelRepository, ModelVersion
 from ml_service.settings import Settings
@@ -66,7 +78,7 @@ class Rollout:
         """The live default: the version that last went live, while it is a candidate and either still loaded
         or unchanged since it passed its warm-up."""
         v = self._live.get(entry.name)
-        if v is None or v not in entry.candidates:
+        if v is None or v not in entry.candidates or v in entry.held_back:
             return None
         key = (entry.name, v)
         if self.registry.loaded_model(key) is not None or self.registry.proven(entry.versions[v], key):
@@ -78,7 +90,8 @@ class Rollout:
         d = self.default(entry)
         if d is not None:
             return d
-        return next((v for v in reversed(entry.candidates) if not self._failed(entry, v)), None)
+        return next((v for v in reversed(entry.candidates) if not self._failed(entry, v) and
+                     v not in entry.held_back), None)
 
     def served(self, entry: ModelEntry) -> list[int]:
         """Versions a request may get: under `latest` the default alone, else every candidate that has not
@@ -172,14 +185,17 @@ class Rollout:
             return switched
 
     async def _newest_working(self, entry: ModelEntry, above: int | None, failed: dict[str, str],
-                              deadline: float | None = None) -> int | None:
-        """Try candidates newer than `above` (all when None), newest first; the first that loads goes live."""
+                              deadline: float | None = None, below: int | None = None) -> int | None:
+        """Try candidates newer than `above` (all when None) and older than `below`, newest first; the first that
+        loads goes live."""
         for v in reversed(entry.candidates):
             if above is not None and v <= above:
                 break
+            if below is not None and v >= below:
+                continue
             mv = entry.versions[v]
-            if self.registry.failed(mv, (entry.name, v)):
-                continue  # failed as it is on disk: tried again once its files change
+            if self.registry.failed(mv, (entry.name, v)) or v in entry.held_back:
+                continue  # failed as it is on disk (tried again once its files change), or rolled back
             try:
                 await self.load(entry, mv, deadline=deadline)
             except ModelFailed as exc:
@@ -191,6 +207,10 @@ class Rollout:
             self._live[entry.name] = v
             if before != v:
                 log.info("model %s: version %d is live%s", entry.name, v, f" (was {before})" if before else "")
+            if entry.held_back and v > max(entry.held_back):  # a newer version is live: the rollback is over
+                log.info("model %s: version %d ends the rollback of %s", entry.name, v, list(entry.held_back))
+                write_held_back(entry.path, ())
+                entry.held_back = ()
             return v
         return None
 
@@ -338,6 +358,29 @@ class Rollout:
         for key in (name, entry.name, *self.repository.aliases_of(entry.name)):
             self.preload_errors.pop(key, None)
         return entry.name, versions
+
+    async def rollback(self, name: str) -> tuple[str, int, int]:
+        """Make the newest working version below the default the default now, and hold the default back until a
+        newer version goes live; returns (model, new default, rolled-back version). NoPreviousVersion (409) when
+        no earlier version works."""
+        entry = self.repository.get(name)
+        if not entry.valid:
+            raise ModelUnavailable(f"model '{entry.name}' is invalid: {entry.error}")
+        async with self._lock(entry.name):
+            current = self.default(entry) or self.expected(entry)
+            if current is None:
+                raise NoPreviousVersion(f"model '{entry.name}' has no working version to roll back from")
+            previous = await self._newest_working(entry, None, {}, below=current)
+            if previous is None:
+                raise NoPreviousVersion(f"model '{entry.name}' has no working version before {current} to roll "
+                                        f"back to")
+            held = tuple(sorted({*entry.held_back, current}))
+            write_held_back(entry.path, held)
+            entry.held_back = held
+            log.info("model %s: rolled back from version %d to %d", entry.name, current, previous)
+        if entry.manifest is not None and entry.manifest.version_policy == "latest":
+            await self.registry.unload(entry.name, current)  # no longer served: drains first
+        return entry.name, previous, current
 
     async def unload_model(self, name: str, version: int | None = None) -> tuple[str, list[int]]:
         """Unload one version, or every loaded version (after their requests finish); returns what was unloaded."""

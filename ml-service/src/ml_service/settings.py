@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     shed_interval_ms: float = Field(default=100.0, ge=1, le=60_000, description=(
         "how long a model's queue must stand over two thirds of its target wait before anything is shed (a burst that "
         "drains sooner is not)"))
+    train_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description=(
+        "the largest body of POST /models/{name}/train (413 over it)"))
+    train_max_examples: int = Field(default=50_000, ge=1, description="most examples in one training")
+    train_live_timeout_s: float = Field(default=120.0, gt=0, description=(
+        "how long a training job waits for its published version to go live"))
     openai_max_inputs: int = Field(default=2048, ge=1, description="most items in one /v1/embeddings request")
     log_level: str = "info"
     log_format: Literal["console", "json"] = Field(default="console", description="json: one JSON object a line")

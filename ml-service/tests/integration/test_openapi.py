@@ -24,7 +24,7 @@ def test_every_route_is_documented_with_its_bodies(client):
         op = doc["paths"][route.path][route.method.lower()]
         assert op["summary"], route.name
         if route.produces == "application/json":
-            ok = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            ok = op["responses"][str(route.status)]["content"]["application/json"]["schema"]["$ref"]
             assert ok.rsplit("/", 1)[1] in schemas
         else:  # /metrics (Prometheus text) and /dashboard (HTML)
             assert route.produces in op["responses"]["200"]["content"]

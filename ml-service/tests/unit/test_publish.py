@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_service.publish import existing_versions, publish_version
+from ml_service.publish import publish_version, version_numbers
 
 
 def model_dir(where: Path) -> Path:
@@ -37,7 +37,7 @@ def test_next_number_explicit_number_and_refusals(tmp_path: Path) -> None:
     assert publish_version(root, "m", staged / "1") == 2  # a version directory: the model's files stay as they are
     assert publish_version(root, "m", staged / "1", 7) == 7
     assert publish_version(root, "m", staged / "1") == 8
-    assert existing_versions(root / "m") == [1, 2, 7, 8]
+    assert version_numbers(root / "m") == [1, 2, 7, 8]
     assert (root / "m" / "model.toml").read_text() == "kept\n"
     with pytest.raises(FileExistsError, match="m already has a version 2"):
         publish_version(root, "m", staged / "1", 2)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ml_service.api.reports import Reports
     from ml_service.rollout import Rollout
     from ml_service.service import InferenceService
+    from ml_service.training.jobs import TrainingJobs
     from ml_service.vertex import Deployment
 
 log = logging.getLogger("ml_service.api")
@@ -58,13 +59,14 @@ def internal_error_reply(protocol: Protocol) -> Reply:
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What route handlers reach: the data plane, the rollout (loads, reloads, readiness), the read-only reports,
-    and in Vertex mode the deployment."""
+    """What route handlers reach: the data plane, the rollout (loads, reloads, rollbacks, readiness), the read-only
+    reports, the training jobs, and in Vertex mode the deployment."""
 
     service: InferenceService
     rollout: Rollout
     reports: Reports
     vertex: Deployment | None = None
+    training: TrainingJobs | None = None
 
 
 @dataclass(slots=True)
@@ -93,6 +95,11 @@ class Call:
     def reports(self) -> Reports:
         return self.parts.reports
 
+    @property
+    def training(self) -> TrainingJobs:
+        assert self.parts.training is not None, "the app builds the training jobs"
+        return self.parts.training
+
     def header(self, name: bytes) -> str | None:
         """A request header by its lower-case name."""
         return next((v.decode("latin-1") for k, v in self.headers if k == name), None)
@@ -111,17 +118,18 @@ class Call:
         return int(value)
 
 
-def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body is larger than {limit} bytes (ML_SERVICE_MAX_BODY_BYTES)")
+def too_large(limit: int, setting: str = "max_body_bytes") -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than {limit} bytes (ML_SERVICE_{setting.upper()})")
 
 
-async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
+async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int,
+                    setting: str = "max_body_bytes") -> bytes:
     """The whole body, refused with 413 when its Content-Length or its bytes go over `limit`."""
     for k, v in headers:
         if k == b"content-length":
             digits = v.lstrip(b"0")  # compared by length first: int() refuses more than 4,300 digits
             if v.isdigit() and (len(digits) > len(str(limit)) or int(digits or b"0") > limit):
-                raise too_large(limit)
+                raise too_large(limit, setting)
             break
     chunks: list[bytes] = []
     size = 0
@@ -132,7 +140,7 @@ async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large(limit)
+            raise too_large(limit, setting)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

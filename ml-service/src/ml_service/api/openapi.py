@@ -18,7 +18,8 @@ _ERROR_MODELS: dict[str, type[BaseModel]] = {"native": s.NativeError, "v2": s.V2
                                                "vertex": s.GoogleError}
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {400: "Bad request (not JSON, wrong framing)", 401: "Missing or invalid bearer token",
-                404: "Unknown model or version", 405: "Method not allowed", 413: "Over a size limit",
+                404: "Unknown model or version", 405: "Method not allowed", 409: "Conflicts with the model's state",
+                413: "Over a size limit",
                 422: "Invalid input", 503: "Model unavailable or queue full (see Retry-After)",
                 504: "Deadline exceeded"}
 
@@ -43,14 +44,14 @@ def _operation(route: Route) -> dict[str, Any]:
                 "the JSON request, then the binary tensor data; `Inference-Header-Content-Length` gives the JSON's "
                 "length")}
         op["requestBody"] = {"required": route.body_required, "content": content}
-    ok: dict[str, Any] = {"description": "OK"}
+    ok: dict[str, Any] = {"description": "Accepted" if route.status == 202 else "OK"}
     if route.produces != "application/json":
         ok["content"] = {route.produces: {"schema": {"type": "string"}}}
     elif route.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(route.response)}}
         if route.binary_body:
             ok["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
-    responses: dict[str, Any] = {"200": ok}
+    responses: dict[str, Any] = {str(route.status): ok}
     error = {"application/json": {"schema": _ref(_ERROR_MODELS[route.protocol.name])}}
     for status in sorted(set(route.errors) | {500}):
         responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Internal error"), "content": error}

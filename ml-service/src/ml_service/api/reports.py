@@ -82,6 +82,7 @@ class Reports:
                 "cancelled_items": stats.cancelled if stats else None,
                 "expired_items": stats.expired if stats else None,
                 "evictions": self.registry.evictions(entry.name, v),
+                "card": mv.card,
             })
         return rows
 
@@ -105,6 +106,7 @@ class Reports:
             m = entry.manifest
             rows = self.versions(entry)
             state, error = self.model_state(entry, rows)
+            held = [str(v) for v in entry.held_back]
             expected = self.rollout.expected(entry) if entry.valid else None
             labels = entry.versions[expected].labels if expected is not None else ()
             out.append({
@@ -123,6 +125,7 @@ class Reports:
                 "memory_mb": round(sum(r["memory_mb"] or 0 for r in rows), 1),
                 "labels": len(labels) if labels else None,
                 "card": m.card.model_dump() if m else None,
+                "rolled_back": held,
                 "version_details": rows,
             })
         return out

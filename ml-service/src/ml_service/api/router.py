@@ -65,6 +65,8 @@ class Route:
     query: tuple[Query, ...] = ()
     watch_disconnect: bool = False  # inference: a client that leaves cancels its work
     limited: bool = False  # inference: rate limits and the client's deadline header apply
+    max_body: str = "max_body_bytes"  # the setting that limits its body
+    status: int = 200  # what it answers when it succeeds (for the docs)
     tag: str = ""
 
     @property
@@ -97,7 +99,6 @@ class Router:
         self.settings = settings
         self.observers = observers
         self.gate = gate
-        self.limit = settings.max_body_bytes
         self._static: dict[tuple[str, str], Route] = {}
         self._dynamic: list[tuple[re.Pattern[str], Route]] = []
         for r in self.routes:
@@ -183,7 +184,8 @@ class Router:
                     client = scope.get("client")
                     await self.gate.limit(ctx, headers, client[0] if client else None, token)
                     self.gate.deadline(ctx, headers)
-                body = await read_body(headers, receive, self.limit) if route.method == "POST" else b""
+                body = await read_body(headers, receive, getattr(self.settings, route.max_body), route.max_body) \
+                    if route.method == "POST" else b""
                 call = Call(params, scope["query_string"], headers, body, ctx, self.parts, self.settings,
                             self.telemetry)
                 if route.watch_disconnect:

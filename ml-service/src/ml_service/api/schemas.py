@@ -131,6 +131,8 @@ class VersionInfo(BaseModel):
     cancelled_items: int | None = Field(description="items dropped uncomputed because their client left")
     expired_items: int | None = Field(description="items dropped uncomputed past their deadline")
     evictions: int
+    card: dict[str, Any] = Field(default_factory=dict, description="this version's own card ([versions.N] card, and "
+                                                                   "its card.json as `report`)")
 
 
 class ModelInfo(BaseModel):
@@ -149,6 +151,8 @@ class ModelInfo(BaseModel):
     memory_mb: float
     labels: int | None
     card: dict[str, Any] | None
+    rolled_back: list[str] = Field(default_factory=list, description="versions a rollback holds back from being the "
+                                                                     "default until a newer one goes live")
     version_details: list[VersionInfo]
 
 
@@ -173,6 +177,56 @@ class Loaded(BaseModel):
 class Unloaded(BaseModel):
     model: str
     unloaded_versions: list[str]
+
+
+class TrainAccepted(BaseModel):
+    job_id: str
+    model: str
+    state: Literal["queued"]
+
+
+class LabelScores(BaseModel):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Scores(_Open):
+    accuracy: float | None
+    macro_f1: float | None
+    per_label: dict[str, LabelScores] | None = None
+
+
+class TrainReport(_Open):
+    seed: int
+    holdout: float
+    n_train: int
+    n_test: int
+    labels: list[str] = Field(description="the new head's labels")
+    new_labels: list[str] = Field(description="labels the served version does not know")
+    new: Scores = Field(description="the new head on every held-out text")
+    served: Scores = Field(description="the served version (`version`) on the held-out texts whose label both know")
+    new_on_served_labels: Scores = Field(description="the new head on those same texts")
+    agreement: float | None = Field(description="share of those texts where both give the same top label")
+    decision: Literal["published", "not_better", "forced"]
+
+
+class TrainingJob(BaseModel):
+    job_id: str
+    model: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    error: str | None
+    report: TrainReport | None
+    published: bool
+    version: str | None = Field(description="the version it published")
+    live: bool = Field(description="the published version is the model's default")
+
+
+class RolledBack(BaseModel):
+    model: str
+    default_version: str
+    rolled_back: str
 
 
 # -- Open Inference Protocol (KServe V2) ----------------------------------------------------------

@@ -144,6 +144,35 @@ def encode(result: InferenceResult, top_k: int) -> dict[str, Any]:
     }
 
 
+class TrainExample(Struct, frozen=True):
+    """One labelled text."""
+
+    text: Annotated[str, Meta(description="the text, e.g. a household task")]
+    label: Annotated[str, Meta(description="its label: one the model knows, or a new one (at most 64 characters)")]
+
+
+class TrainBody(Struct, frozen=True):
+    """`POST /models/{name}/train`: labelled examples and how to train on them."""
+
+    examples: Annotated[list[TrainExample], Meta(description="labelled texts (a given text re-labels the same text "
+                                                             "of the served version's examples)")]
+    include_base: Annotated[bool, Meta(description="add the examples the served version was trained from")] = True
+    holdout: Annotated[float, Meta(gt=0, le=0.5, description="the share of each label held out for the "
+                                                             "comparison")] = 0.2
+    seed: Annotated[int, Meta(description="the seed of the held-out split")] = 0
+    force: Annotated[bool, Meta(description="publish even if the new head is worse than the served version")] = False
+    tolerance: Annotated[float, Meta(ge=0, le=0.05, description="accuracy the new head may lose on the compared "
+                                                                "texts and still count as not worse")] = 0.0
+
+
+_TRAIN_DECODER = msgspec.json.Decoder(TrainBody)
+
+
+def parse_train(raw: bytes | memoryview) -> TrainBody:
+    """A training request, typed (422 naming the field when it does not fit)."""
+    return body.decode(raw, _TRAIN_DECODER, InvalidInput)
+
+
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """`{"error": {"code", "message"}}`."""
     return {"error": {"code": code, "message": message}}

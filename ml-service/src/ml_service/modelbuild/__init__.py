@@ -58,6 +58,7 @@ def build_all(out_dir: Path, only: list[str] | None = None, force: bool = False)
     out_dir.mkdir(parents=True, exist_ok=True)
     fps = _fingerprints()
     todo = [m for m in wanted if force or not up_to_date(out_dir / m, fps[m])]
+    _add_task_examples(out_dir, [m for m in wanted if m not in todo])
     reports: dict[str, Any] = {}
     if not todo:
         console.print(f"models in {out_dir} are up to date: {', '.join(wanted)}")
@@ -101,6 +102,18 @@ def build_all(out_dir: Path, only: list[str] | None = None, force: bool = False)
         console.print(f"[bold]{name}[/bold] checks:\n{dump(_summary(report))}")
     console.print(f"built {len(reports)} model(s) into {out_dir} in {time.perf_counter() - t_all:.0f} s")
     return reports
+
+
+def _add_task_examples(out_dir: Path, current: list[str]) -> None:
+    """A task-category built before its dataset was kept beside it gets it now (the base set of `models train`),
+    without a rebuild."""
+    from ml_service.modelbuild.text import DATA_DIR
+
+    model = out_dir / "task-category"
+    if "task-category" in current and model.is_dir() and not (model / "examples.csv").exists():
+        shutil.copyfile(DATA_DIR / "task_category.csv", model / ".incoming-examples.csv")
+        (model / ".incoming-examples.csv").replace(model / "examples.csv")
+        console.print(f"task-category: its dataset is now kept beside it ({model / 'examples.csv'})")
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -49,9 +49,9 @@ def import_model(source: Path, name: str, root: Path, opts: ImportOptions | None
     existing = _check_target(root, name, plan)
     if dry_run is not None and (dry_run / name).exists():
         raise ImportRefused(f"{dry_run / name} exists; give --dry-run an empty directory")
-    from ml_service.publish import existing_versions
+    from ml_service.publish import version_numbers
 
-    first = max(existing_versions(root / name), default=0) + 1
+    first = max(version_numbers(root / name), default=0) + 1
     offline_env()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bars
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

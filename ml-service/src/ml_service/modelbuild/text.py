@@ -323,6 +323,8 @@ def build_task_category(out: Path, enc: EncoderArtifacts) -> dict[str, Any]:
     w, b = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
     write_head_versions(out, enc, w, b)
     (out / "labels.txt").write_text("\n".join(TASK_LABELS) + "\n", encoding="utf-8")
+    # the dataset both versions were trained from (text, label, split): the base set of `models train`
+    shutil.copyfile(DATA_DIR / "task_category.csv", out / "examples.csv")
     # held-out figures from the served graph itself, not from sklearn
 
     test_texts = [t for t, s in zip(texts, splits, strict=True) if s == "test"]

@@ -1,0 +1,1 @@
+"""Teaching a classifier head from labelled examples (`ml-service models train`, `POST /models/{name}/train`)."""
