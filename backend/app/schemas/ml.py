@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from app.core.config import Answerer, Source
@@ -16,6 +18,7 @@ class Categorized(BaseModel):
     category: str
     score: float
     source: Source
+    version: str | None = None  # the model version that answered (ml-service's; a new one after learn/rollback)
 
 
 class IntentOut(BaseModel):
@@ -68,3 +71,26 @@ class ImageOut(BaseModel):
     top_k: list[LabelScore]
     category: str | None
     source: Source
+
+
+class LearnIn(BaseModel):
+    force: bool = Field(default=False, description="publish the new version even if it is not better")
+
+
+class LearnOut(BaseModel):
+    """How the training job ended (or stood when LEARN_TIMEOUT_S ran out: `state` queued or running, 202)."""
+
+    job_id: str
+    state: str
+    published: bool
+    version: str | None
+    live: bool
+    report: dict[str, Any] | None  # ml-service's, as it gave it
+    error: str | None = None
+    examples: int  # the household's labelled examples sent (the base set comes on top, ml-service's own)
+
+
+class RollbackOut(BaseModel):
+    model: str
+    default_version: str | None
+    rolled_back: Any = None
