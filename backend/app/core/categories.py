@@ -37,8 +37,8 @@ def _shaped(value: str) -> str:
 
 
 #: a category as a request names it (normalized; whether the household has it is checked against the database)
-CategoryName = Annotated[str, BeforeValidator(_normalized), AfterValidator(_not_blank),
-                         Field(max_length=MAX_CATEGORY_CHARS)]
+CategoryName = Annotated[str, Field(max_length=MAX_CATEGORY_CHARS), BeforeValidator(_normalized),
+                         AfterValidator(_not_blank)]
 #: a category a household adds: also of the shape a model's label can take
 NewCategoryName = Annotated[CategoryName, AfterValidator(_shaped)]
 
