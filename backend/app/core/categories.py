@@ -15,8 +15,9 @@ Category = Literal["kitchen", "bathroom", "laundry", "cleaning", "garden", "shop
 CATEGORIES: tuple[str, ...] = get_args(Category)
 MAX_CATEGORY_CHARS = 40  # the width of the category columns
 
-#: what a category a household adds may look like: a short lower-case label (it is a model's label, sent as typed)
-_SHAPE = re.compile(r"[a-z][a-z0-9 _-]*[a-z0-9]")
+#: what a category a household adds may look like: a short lower-case label (a model's label, sent as typed):
+#: letters of any script, digits, spaces, '-' and '_', from a letter to a letter or digit
+_SHAPE = re.compile(r"[^\W\d_][\w -]*[^\W_]")
 
 
 def _normalized(value: object) -> object:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -97,7 +97,7 @@ class TrainJob(_Answer):
 
     job_id: str = Field(min_length=1)
     model: str = ""
-    state: Literal["queued", "running", "succeeded", "failed"]
+    state: str = Field(min_length=1)  # queued, running, succeeded, failed (another is taken as ended)
     error: str | None = None
     report: dict[str, Any] | None = None
     published: bool = False
@@ -106,7 +106,7 @@ class TrainJob(_Answer):
 
     @property
     def finished(self) -> bool:
-        return self.state in ("succeeded", "failed")
+        return self.state not in ("queued", "running")
 
 
 class RolledBack(_Answer):

@@ -51,7 +51,7 @@ class Learned:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("succeeded", "failed")
+        return self.state not in ("queued", "running")
 
 
 class Learner:

@@ -144,10 +144,11 @@ def test_a_household_teaches_the_categorizer_plants(household: tuple[httpx.Clien
     assert watcher.failures == [], watcher.failures[:5]
     assert watcher.versions == [*served, new], watcher.versions  # one switch, and never back
     after = answers(backend, UNSEEN_PLANTS + OTHERS)
+    after_kettle = answers(backend, ["descale the kettle"])["descale the kettle"]  # one example among the base
     assert {t: c for t, (c, _) in after.items() if t in UNSEEN_PLANTS} == dict.fromkeys(UNSEEN_PLANTS, "plants")
     assert {v for _, v in after.values()} == {new}
 
     r = backend.post("/api/ml/rollback")
     assert r.status_code == 200 and r.json()["default_version"] in served, r.text
     assert answers(backend, list(before)) == before  # the old answers, from the old version
-    print(f"learn took {took:.1f} s; report: {report}")
+    print(f"learn took {took:.1f} s; descale the kettle: {after_kettle}; report: {report}")

@@ -42,8 +42,10 @@ def test_the_fixed_categories_and_the_households_own(client: TestClient) -> None
     r = client.post("/api/categories", json={"name": "  House  Plants "})
     assert r.status_code == 201 and r.json() == {"name": "house plants", "added": True}
     assert client.post("/api/categories", json={"name": "plants"}).status_code == 201
-    assert client.get("/api/categories").json()[-2:] == [{"name": "house plants", "added": True},
-                                                         {"name": "plants", "added": True}]
+    assert client.post("/api/categories", json={"name": "Kräuter_2"}).json()["name"] == "kräuter_2"
+    assert client.get("/api/categories").json()[-3:] == [{"name": "house plants", "added": True},
+                                                         {"name": "plants", "added": True},
+                                                         {"name": "kräuter_2", "added": True}]
     task = client.post("/api/tasks", json={"title": "Repot the monstera", "category": "Plants"})
     assert task.status_code == 201 and task.json()["category"] == "plants"
     assert [t["title"] for t in client.get("/api/tasks", params={"category": "plants"}).json()] == \
@@ -57,6 +59,8 @@ def test_the_fixed_categories_and_the_households_own(client: TestClient) -> None
     ("", 422, "name: must not be blank"),
     ("p", 422, "a category is 2-40 letters"),
     ("plants!", 422, "a category is 2-40 letters"),
+    ("2cats", 422, "a category is 2-40 letters"),
+    ("cats-", 422, "a category is 2-40 letters"),
     ("x" * 41, 422, "name: String should have at most 40 characters"),
     (None, 422, "name: Input should be a valid string"),
 ])
