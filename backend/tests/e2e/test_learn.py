@@ -1,14 +1,14 @@
 """The app's loop end to end on the real ml-service with the real models: a household re-files "descale the
 kettle" from kitchen to cleaning and adds a category `plants` with a dozen examples; `POST /api/ml/learn` trains
-the categorizer on them with its base set; afterwards `/api/ml/categorize` answers `plants` for unseen plant tasks,
+the categorizer on them with its base set; afterwards `/api/ml/categorize` answers `plants` for unseen plant tasks
 (at least 4 of 5; the other texts as before), the held-out accuracy of the old categories dropped by at most one
-point, a client categorizing all along saw no
-failure and one version switch, and rollback brings the old answers back.
+point, a client categorizing all along saw no failure and one version switch, and rollback brings the old answers
+back.
 
 ml-service trains into its model directory, so it runs on a copy of the real task-category and text-embedding
 models (the large weights linked, not copied), with the dataset the categorizer was built from beside it (its base
-set). Skipped, at run time, only when ml-service has no training
-routes (a 404 for `POST /models/task-category/train`)."""
+set). Skipped, at run time, only when ml-service has no training routes (a 404 for `POST
+/models/task-category/train`)."""
 
 from __future__ import annotations
 
