@@ -187,3 +187,25 @@ def test_a_background_learn_that_fails_is_logged_once_without_secrets(settings_f
     lines = [r for r in caplog.records if "background learn" in r.getMessage()]
     assert len(lines) == 1 and "ml_service_unavailable" in lines[0].getMessage() and lines[0].exc_info is None
     assert "ml-secret" not in caplog.text
+
+
+def test_the_client_takes_the_contract_with_extra_fields_and_numbers_for_versions(settings_for: Any) -> None:
+    """What ml-service may add (fields, a state of its own, numbers for versions) does not break the client; the
+    examples go to ml-service only (the managed APIs cannot be trained)."""
+    import asyncio
+
+    from app.services.egress import POLICY
+    from app.services.ml_client import MLServiceClient
+
+    assert set(POLICY["learn"]) == {"ml-service"} and POLICY["learn"]["ml-service"] == {"title"}
+    answers = {"/models/jobs/j1": {"job_id": "j1", "model": "task-category", "state": "cancelled", "version": 3,
+                                   "published": False, "live": False, "report": None, "error": None, "eta_s": 4},
+               "/models/task-category/rollback": {"model": "task-category", "default_version": 2, "rolled_back": 3,
+                                                  "held_back": ["3"]}}
+    settings = settings_for(ml_service_url="http://ml.test")
+    client = MLServiceClient(settings, MLServiceClient.make_http(settings, httpx.MockTransport(
+        lambda request: httpx.Response(200, json=answers[request.url.path]))))
+    job = asyncio.run(client.job("j1"))
+    assert (job.state, job.version, job.finished) == ("cancelled", "3", True)
+    back = asyncio.run(client.rollback("task-category"))
+    assert (back.default_version, back.rolled_back) == ("2", 3)
