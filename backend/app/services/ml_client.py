@@ -72,7 +72,8 @@ class MLServiceRejected(MLServiceError):
 
 
 class MLServiceClient:
-    """Typed calls to ml-service's own API (`POST /inference`)."""
+    """Typed calls to ml-service's own API (`POST /inference`; and for the app's loop its training operation:
+    `train`, `job`, `rollback`)."""
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient, breaker: CircuitBreaker | None = None,
                  policy: RetryPolicy | None = None) -> None:
