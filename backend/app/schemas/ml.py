@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.config import Answerer, Source
 from app.schemas.common import Text
@@ -71,6 +72,18 @@ class ImageOut(BaseModel):
     top_k: list[LabelScore]
     category: str | None
     source: Source
+
+
+class ExampleOut(BaseModel):
+    """A labelled example: what the user said a task is, beside what a model had said."""
+
+    model_config = ConfigDict(from_attributes=True)
+    task_id: int | None  # null once the task is deleted
+    text: str
+    label: str
+    model_category: str | None
+    model_source: str | None
+    updated_at: dt.datetime
 
 
 class LearnIn(BaseModel):

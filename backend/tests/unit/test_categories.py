@@ -103,6 +103,9 @@ def test_the_users_categories_are_kept_as_examples_beside_the_models(client: Tes
     assert stored(client)[1][1:3] == ("Descale the big kettle", "descaling")  # the same label, the text as it is
     client.patch(f"/api/tasks/{kettle['id']}", json={"done": False})
     assert len(stored(client)) == 2
+    listed = client.get("/api/ml/examples").json()
+    assert [(e["task_id"], e["text"], e["label"], e["model_category"], e["model_source"]) for e in listed] == \
+        stored(client) and all(e["updated_at"] for e in listed)
 
 
 def test_taking_a_category_away_forgets_the_example_and_deleting_a_task_keeps_it(client: TestClient) -> None:

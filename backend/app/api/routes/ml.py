@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Path, Response, UploadFile
 
-from app.api.deps import FeaturesDep, LearnerDep, SanitizerDep, SettingsDep
+from app.api.deps import FeaturesDep, LearnerDep, SanitizerDep, SessionDep, SettingsDep
 from app.api.errors import APIError
+from app.crud import examples
 from app.schemas.ml import (
     Categorized,
+    ExampleOut,
     ImageOut,
     IntentOut,
     LabelScore,
@@ -69,6 +71,12 @@ async def classify_image(features: FeaturesDep, settings: SettingsDep, file: Upl
     out = await features.classify_image(data)
     return ImageOut(label=out.label, score=out.score, top_k=[LabelScore(label=lb, score=sc) for lb, sc in out.top_k],
                     category=out.category, source=out.source)
+
+
+@router.get("/examples")
+async def list_examples(db: SessionDep, settings: SettingsDep) -> list[ExampleOut]:
+    """The household's labelled examples, oldest first: what `POST /api/ml/learn` sends."""
+    return [ExampleOut.model_validate(e) for e in await examples.of_household(db, settings.household_id)]
 
 
 @router.post("/learn")
