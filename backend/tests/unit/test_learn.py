@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -38,6 +38,13 @@ def teach(c: TestClient) -> None:
     assert c.post("/api/categories", json={"name": "plants"}).status_code == 201
     for title in ("Water the plants", "Repot the monstera", "Feed the orchids"):
         assert c.post("/api/tasks", json={"title": title, "category": "plants"}).status_code == 201
+
+
+def wait_for(done: Callable[[], bool], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.02)
 
 
 def categorize(c: TestClient, text: str) -> tuple[str, str | None]:
@@ -103,8 +110,7 @@ def test_one_learn_at_a_time(settings_for: Any, ml: FakeTrainer) -> None:
         first: list[httpx.Response] = []
         runner = threading.Thread(target=lambda: first.append(c.post("/api/ml/learn")))
         runner.start()
-        while not ml.trained:
-            time.sleep(0.02)
+        wait_for(lambda: bool(ml.trained))
         second = c.post("/api/ml/learn")
         assert second.status_code == 409 and second.json()["error"]["code"] == "learn_in_progress"
         assert categorize(c, "Water the plants") == ("garden", "2")  # categorize answers meanwhile
@@ -165,15 +171,11 @@ def test_every_n_corrections_learn_in_the_background(settings_for: Any, ml: Fake
         start = time.monotonic()
         r = c.post("/api/tasks", json={"title": "Water the plants", "category": "garden"})  # the second
         assert r.status_code == 201 and time.monotonic() - start < 1.0  # never waits for the learn
-        deadline = time.monotonic() + 5
-        while not ml.trained and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: bool(ml.trained))
         assert len(ml.trained[0]["examples"]) == 2
         assert c.post("/api/ml/learn").status_code == 409  # the background learn holds the lock
         ml.finish()
-        deadline = time.monotonic() + 5
-        while c.app.state.learner.running and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.05)
+        wait_for(lambda: not c.app.state.learner.running)  # type: ignore[attr-defined]
         assert categorize(c, "Water the plants") == ("garden", "3")
 
 
@@ -181,9 +183,7 @@ def test_a_background_learn_that_fails_is_logged_once_without_secrets(settings_f
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     with app_for(settings_for, None, learn_after_corrections=1) as c, caplog.at_level(logging.WARNING):
         assert c.post("/api/tasks", json={"title": "Water the plants", "category": "garden"}).status_code == 201
-        deadline = time.monotonic() + 5
-        while not any("background learn" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: any("background learn" in r.getMessage() for r in caplog.records))
     lines = [r for r in caplog.records if "background learn" in r.getMessage()]
     assert len(lines) == 1 and "ml_service_unavailable" in lines[0].getMessage() and lines[0].exc_info is None
     assert "ml-secret" not in caplog.text
