@@ -19,6 +19,7 @@ from app.services.ai import AIService
 from app.services.egress import Egress
 from app.services.fallback import FallbackChain
 from app.services.features import Features
+from app.services.learn import Learner
 from app.services.ml_client import MLServiceClient
 from app.services.recommend import load_catalog
 from app.services.resilience import request_budget
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         vertex = VertexClient(settings)
         await vertex.start()
         features = Features(settings, db, ml, vertex, ai, FallbackChain(settings, ai, vertex), load_catalog())
-        app.state.settings, app.state.db, app.state.features = settings, db, features
+        learner = Learner(settings, db, ml)
+        app.state.settings, app.state.db, app.state.features, app.state.learner = settings, db, features, learner
         app.state.egress = Egress(settings.sanitize_cache_size)
         log.info("backend ready: ml-service at %s, order %s (vertex %s, openai %s), database %s",
                  settings.ml_service_url, settings.fallback_order, "on" if vertex.configured else "off",
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await learner.close()
             await features.close()
             await ml.http.aclose()
             await vertex.close()

@@ -12,6 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.services.fallback import NoSource
+from app.services.learn import LearnError
 from app.services.ml_client import MLServiceRejected
 from app.services.resilience import SourceError
 
@@ -36,6 +37,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api(request: Request, exc: APIError) -> JSONResponse:
         return error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(LearnError)
+    async def _learn(request: Request, exc: LearnError) -> JSONResponse:
+        return error(exc.status, exc.code, exc.message, {"Retry-After": "5"} if exc.status == 503 else None)
 
     @app.exception_handler(NoSource)
     @app.exception_handler(SourceError)

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, description="connections kept open (not for SQLite in memory)")
     database_pool_timeout_s: float = Field(default=5.0, gt=0, description="wait for a free connection; then 503")
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    household_id: str = Field(default="home", min_length=1, max_length=64, description="the household this backend "
+                              "serves: its added categories and labelled examples are kept under this name")
+    ml_category_model: str = Field(default="task-category", min_length=1, description="ml-service's task-category "
+                                   "model: categorize asks it, learn trains it")
+    learn_timeout_s: float = Field(default=300.0, gt=0, description="POST /api/ml/learn waits this long for "
+                                   "ml-service's training job; then it answers 202 with the job still running")
+    learn_after_corrections: int = Field(default=0, ge=0, description="learn in the background after every N new "
+                                         "corrections (0: only when asked, POST /api/ml/learn)")
     log_level: str = "info"
     log_format: Literal["console", "json"] = "console"
 

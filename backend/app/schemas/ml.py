@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.config import Answerer, Source
 from app.schemas.common import Text
@@ -16,6 +19,7 @@ class Categorized(BaseModel):
     category: str
     score: float
     source: Source
+    version: str | None = None  # the model version that answered (ml-service's; a new one after learn/rollback)
 
 
 class IntentOut(BaseModel):
@@ -68,3 +72,38 @@ class ImageOut(BaseModel):
     top_k: list[LabelScore]
     category: str | None
     source: Source
+
+
+class ExampleOut(BaseModel):
+    """A labelled example: what the user said a task is, beside what a model had said."""
+
+    model_config = ConfigDict(from_attributes=True)
+    task_id: int | None  # null once the task is deleted
+    text: str
+    label: str
+    model_category: str | None
+    model_source: str | None
+    updated_at: dt.datetime
+
+
+class LearnIn(BaseModel):
+    force: bool = Field(default=False, description="publish the new version even if it is not better")
+
+
+class LearnOut(BaseModel):
+    """How the training job ended (or stood when LEARN_TIMEOUT_S ran out: `state` queued or running, 202)."""
+
+    job_id: str
+    state: str
+    published: bool
+    version: str | None
+    live: bool
+    report: dict[str, Any] | None  # ml-service's, as it gave it
+    error: str | None = None
+    examples: int  # the household's labelled examples sent (the base set comes on top, ml-service's own)
+
+
+class RollbackOut(BaseModel):
+    model: str
+    default_version: str | None
+    rolled_back: Any = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.core.categories import Category
+from app.core.categories import CategoryName
 from app.schemas.common import Notes, OptionalName, Room, Title
 
 
@@ -16,7 +16,7 @@ class TaskBase(BaseModel):
     """The optional fields of a task, with their limits."""
 
     notes: Notes = None
-    category: Category | None = None
+    category: CategoryName | None = None  # the household's: checked against its categories by the route
     room: Room = None
     due_date: dt.date | None = None
     recurrence_days: int | None = Field(default=None, ge=1, le=3650)
@@ -50,7 +50,7 @@ class TaskOut(TaskBase):
     title: str
     done: bool
     done_at: dt.datetime | None
-    category: str | None  # type: ignore[assignment]  # as stored, even from before the categories were checked
+    category: str | None  # as stored, even from before the categories were checked
     category_source: str | None
     assignee: str | None
     notes: str | None

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from app.services.resilience import InvalidAnswer
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _version(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+#: a version as ml-service names it (a string; a number is taken as one)
+Version = Annotated[str | None, BeforeValidator(_version)]
 
 
 class _Answer(BaseModel):
@@ -28,6 +36,8 @@ class Classification(LabelScore):
     """ml-service's (and so Vertex's) answer per text for a classifier."""
 
     top_k: list[LabelScore] = Field(default_factory=list)
+    #: the model version that answered (ml-service's answer says it once for all; not part of the item's dump)
+    version: Version = Field(default=None, exclude=True)
 
 
 class Embedding(_Answer):
@@ -45,6 +55,7 @@ class Outputs(_Answer, Generic[M]):
     """ml-service's `POST /inference` answer."""
 
     outputs: list[M]
+    version: Version = None
 
 
 class Predictions(_Answer, Generic[M]):
@@ -71,6 +82,39 @@ class ChatCompletion(_Answer):
     """OpenAI's chat completion, as far as we read it."""
 
     choices: list[_Choice] = Field(min_length=1)
+
+
+class TrainStarted(_Answer):
+    """`POST /models/{name}/train`'s 202."""
+
+    job_id: str = Field(min_length=1)
+    model: str = ""
+    state: str = "queued"
+
+
+class TrainJob(_Answer):
+    """`GET /models/jobs/{id}`: extra fields are ignored, missing optional ones take their defaults."""
+
+    job_id: str = Field(min_length=1)
+    model: str = ""
+    state: str = Field(min_length=1)  # queued, running, succeeded, failed (another is taken as ended)
+    error: str | None = None
+    report: dict[str, Any] | None = None
+    published: bool = False
+    version: Version = None
+    live: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in ("queued", "running")
+
+
+class RolledBack(_Answer):
+    """`POST /models/{name}/rollback`'s answer."""
+
+    model: str = ""
+    default_version: Version = None
+    rolled_back: Any = None  # the version left (ml-service's to say how)
 
 
 def parse(peer: str, model: type[M], raw: bytes | str) -> M:

@@ -17,7 +17,7 @@ from typing import Final, Literal
 from app.core.config import Source
 from app.services.sanitize import Sanitized, Sanitizer
 
-Endpoint = Literal["categorize", "intent", "similar", "recommend", "classify-image"]
+Endpoint = Literal["categorize", "intent", "similar", "recommend", "classify-image", "learn"]
 #: `text`: the text of the request itself; `title`, `notes`: of the household's tasks; `catalog`: the public
 #: catalog of common tasks; `image`: the uploaded photo
 Part = Literal["text", "title", "notes", "catalog", "image"]
@@ -30,6 +30,9 @@ POLICY: Final[Mapping[Endpoint, Mapping[Source, frozenset[Part]]]] = {
     "recommend": {"ml-service": frozenset({"title", "notes", "catalog"}), "vertex": frozenset({"title", "catalog"}),
                   "openai": frozenset({"title", "catalog"})},
     "classify-image": {"ml-service": frozenset({"image"})},
+    # the household's labelled examples (a task's title, as categorize sends it, and its label) train ml-service's
+    # categorizer; the managed APIs cannot be trained, so they get none
+    "learn": {"ml-service": frozenset({"title"})},
 }
 #: the sources outside the house: every text they get is sanitized
 MANAGED: Final[frozenset[Source]] = frozenset({"vertex", "openai"})

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.categories import CATEGORIES
+from app.core.categories import CategorySet
 from app.core.config import Answerer, Settings, Source
+from app.crud import categories as category_crud
+from app.crud import examples as example_crud
 from app.crud import tasks as task_crud
 from app.db import Database
 from app.models import Task
@@ -39,6 +42,7 @@ class Scored:
     label: str
     score: float
     source: Source
+    version: str | None = None  # the model version that answered, when the source says (ml-service does)
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,23 @@ class Features:
             return Classification(label=label, score=score)
 
         out, source = await self.chain.run({"ml-service": ml, "vertex": vertex, "openai": openai})
-        return Scored(out.label, out.score, source)
+        return Scored(out.label, out.score, source, out.version)
 
-    async def categorize(self, text: str, redactor: Redactor) -> Scored:
-        """The household category of a task text (kitchen, garden, bills, ...)."""
+    async def categories(self) -> CategorySet:
+        """The household's categories: the fixed ones and those it added."""
+        async with self.db.sessions() as s:
+            return await category_crud.of_household(s, self.settings.household_id)
+
+    async def categorize(self, text: str, redactor: Redactor, categories: CategorySet | None = None) -> Scored:
+        """The household category of a task text (kitchen, garden, bills, ... or one the household added and the
+        categorizer learnt): an answer outside the household's categories is the source's invalid answer. The
+        OpenAI fallback chooses among the fixed ones (the household's own names stay in the house)."""
         async def managed() -> tuple[str, float]:
             out = await self.ai.categorize(text, redactor)
             return out.category, out.score
 
-        return await self._classify("categorize", "task-category", text, redactor, managed, CATEGORIES)
+        labels = (categories or await self.categories()).all
+        return await self._classify("categorize", self.settings.ml_category_model, text, redactor, managed, labels)
 
     async def intent(self, text: str, redactor: Redactor) -> Scored:
         """What a request to the home assistant wants (timer, shopping_list_update, ...)."""
@@ -103,14 +115,17 @@ class Features:
 
         return await self._classify("intent", "intent-classifier", text, redactor, managed)
 
-    async def add_task(self, fields: dict[str, Any], redactor: Redactor) -> Task:
+    async def add_task(self, fields: dict[str, Any], redactor: Redactor, categories: CategorySet | None = None
+                       ) -> Task:
         """Store a new task, categorized first when it has no category; it is stored whatever the sources do
-        (without a category when none can say), and embedded after the answer (`embed_later`)."""
+        (without a category when none can say), and embedded after the answer (`embed_later`). A category given by
+        the user is kept as a labelled example too."""
         if fields.get("category"):
             fields["category_source"] = "user"
         else:
             try:
-                found = await self.categorize(fields["title"], redactor.including([fields.get("assignee")]))
+                found = await self.categorize(fields["title"], redactor.including([fields.get("assignee")]),
+                                              categories)
                 fields["category"], fields["category_source"] = found.label, found.source
             except (NoSource, SourceError, MLServiceError) as exc:
                 log.info("task stored without a category: %s", exc)
@@ -118,8 +133,17 @@ class Features:
                 log.exception("task stored without a category after an unexpected error")
         async with self.db.sessions() as s:
             task = await task_crud.create(s, fields)
+            if task.category_source == "user":
+                await self.keep_example(s, task)
         self.embed_later(task)
         return task
+
+    async def keep_example(self, db: AsyncSession, task: Task, model_category: str | None = None,
+                           model_source: str | None = None) -> None:
+        """The task's category, set by its user, as a labelled example of its text as the categorizer sees it (its
+        title, `egress.task_text`); the model's answer it replaces beside it."""
+        text = task_text("learn", "ml-service", task.title, task.notes)
+        await example_crud.record(db, self.settings.household_id, task, text, model_category, model_source)
 
     def embed_later(self, task: Task) -> None:
         """Embed a new or changed task after the answer (ml-service only; if it cannot now, /similar and

@@ -12,11 +12,22 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
 from app.core.config import Settings
-from app.services.answers import Classification, ClassificationOutputs, EmbeddingOutputs, Outputs, checked, parse
+from app.services.answers import (
+    Classification,
+    ClassificationOutputs,
+    EmbeddingOutputs,
+    Outputs,
+    RolledBack,
+    TrainJob,
+    TrainStarted,
+    checked,
+    parse,
+)
 from app.services.resilience import CircuitBreaker, Guard, InvalidAnswer, RetryPolicy, ServerFailure, SourceError, send
 
 log = logging.getLogger(__name__)
@@ -61,7 +72,8 @@ class MLServiceRejected(MLServiceError):
 
 
 class MLServiceClient:
-    """Typed calls to ml-service's own API (`POST /inference`)."""
+    """Typed calls to ml-service's own API (`POST /inference`; and for the app's loop its training operation:
+    `train`, `job`, `rollback`)."""
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient, breaker: CircuitBreaker | None = None,
                  policy: RetryPolicy | None = None) -> None:
@@ -82,7 +94,8 @@ class MLServiceClient:
                                  limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
                                  transport=transport)
 
-    async def _request(self, method: str, path: str, body: Any, read: Callable[[httpx.Response], T]) -> T:
+    async def _request(self, method: str, path: str, body: Any, read: Callable[[httpx.Response], T],
+                       rejections: Collection[int] = REJECTIONS) -> T:
         async def once(left: float) -> T:
             timeout = httpx.Timeout(left, connect=min(1.0, left))
             headers = {"X-Request-Timeout-Ms": str(max(1, int(left * 1000)))}  # ml-service stops when we do
@@ -90,7 +103,7 @@ class MLServiceClient:
                                   _final)
             if response.status_code >= 400:
                 err = _error(response)
-                if response.status_code in REJECTIONS:
+                if response.status_code in rejections:
                     raise MLServiceRejected(response.status_code, err.get("code", "error"), err.get("message", ""))
                 raise ServerFailure(f"{PEER} answered {response.status_code} {err.get('code', '')}".rstrip())
             return read(response)
@@ -107,7 +120,12 @@ class MLServiceClient:
     async def _outputs(self, model: str, data: dict[str, Any], answer: type[Outputs[Any]], count: int,
                        labels: Collection[str] | None = None) -> list[Any]:
         def read(response: httpx.Response) -> list[Any]:
-            return checked(PEER, parse(PEER, answer, response.content).outputs, count, labels)
+            parsed = parse(PEER, answer, response.content)
+            items = checked(PEER, parsed.outputs, count, labels)
+            for item in items:
+                if isinstance(item, Classification):
+                    item.version = parsed.version  # which version answered: a new one after learn or rollback
+            return items
 
         return await self._request("POST", "/inference", {"model_type": model, "data": data}, read)
 
@@ -130,6 +148,33 @@ class MLServiceClient:
         data = {"image": base64.b64encode(image).decode("ascii"), "top_k": top_k}
         out: list[Classification] = await self._outputs("item-classifier", data, ClassificationOutputs, 1)
         return out[0]
+
+
+    async def train(self, model: str, examples: list[tuple[str, str]], *, include_base: bool = True,
+                    holdout: float = 0.2, seed: int = 0, force: bool = False) -> TrainStarted:
+        """Start training `model` on the examples (text, label) and, with `include_base`, the ones its served
+        version was trained from: `POST /models/{model}/train`, answered 202 with the job. A 4xx (409
+        `training_in_progress`, a bad example, no such model) is `MLServiceRejected`."""
+        body = {"examples": [{"text": t, "label": lb} for t, lb in examples], "include_base": include_base,
+                "holdout": holdout, "seed": seed, "force": force}
+        return await self._request("POST", f"/models/{quote(model, safe='')}/train", body,
+                                   lambda r: parse(PEER, TrainStarted, r.content), _CLIENT_ERRORS)
+
+    async def job(self, job_id: str) -> TrainJob:
+        """A training job's state, and its report and publication once it ended (`GET /models/jobs/{id}`)."""
+        return await self._request("GET", f"/models/jobs/{quote(job_id, safe='')}", None,
+                                   lambda r: parse(PEER, TrainJob, r.content), _CLIENT_ERRORS)
+
+    async def rollback(self, model: str) -> RolledBack:
+        """Make the version before the default the default again (`POST /models/{model}/rollback`); 409 when there
+        is none is `MLServiceRejected`."""
+        return await self._request("POST", f"/models/{quote(model, safe='')}/rollback", None,
+                                   lambda r: parse(PEER, RolledBack, r.content), _CLIENT_ERRORS)
+
+
+#: the training operations' answers about the request (or the job) itself: every 4xx but the ones `send` reads
+#: (401/403: our credentials; 429: retried)
+_CLIENT_ERRORS = frozenset(range(400, 500)) - {401, 403, 429}
 
 
 def _object(response: httpx.Response) -> dict[str, Any]:

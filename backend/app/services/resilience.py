@@ -77,6 +77,18 @@ def request_budget(seconds: float) -> Iterator[None]:
         _budget.reset(token)
 
 
+@contextlib.contextmanager
+def outside_request_budget() -> Iterator[None]:
+    """Calls made inside are bounded by their own budgets only, not by the enclosing request's: for work that
+    outlasts a request on purpose (learning waits minutes for a training job; a background learn outlives the
+    request that started it)."""
+    token = _budget.set(None)
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
 class CircuitBreaker:
     """Opens after `failures` consecutive failed calls; after `cooldown_s` lets one probe through (half-open): its
     success closes the circuit, its failure opens it again, and a probe that ends without a verdict (cancelled, or
