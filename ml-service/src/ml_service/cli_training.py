@@ -47,7 +47,9 @@ def models_train(
     force: Annotated[bool, typer.Option("--force", help="publish even if it is worse than the served version")
                      ] = False,
     no_base: Annotated[bool, typer.Option("--no-base", help="only these examples, not the served version's")] = False,
-    tolerance: Annotated[float, typer.Option(help="accuracy it may lose and still count as not worse")] = 0.0,
+    tolerance: Annotated[float | None, typer.Option(help="accuracy it may lose and still count as not worse "
+                                                         "(default: the server's ML_SERVICE_TRAIN_TOLERANCE, 0.01)")
+                         ] = None,
 ) -> None:
     """Train a new head version from labelled examples, compare it with the served version on the same held-out
     texts, and publish it if it is not worse (or --force). Prints the report; exit 0 when published, 3 when not."""
@@ -63,7 +65,9 @@ def models_train(
         raise typer.Exit(2) from None
     if url:
         body = {"examples": [{"text": e.text, "label": e.label} for e in given], "include_base": not no_base,
-                "holdout": holdout, "seed": seed, "force": force, "tolerance": tolerance}
+                "holdout": holdout, "seed": seed, "force": force}
+        if tolerance is not None:
+            body["tolerance"] = tolerance
         job = _admin(url, token, "POST", f"/models/{name}/train", json=body)
         while job["state"] in ("queued", "running"):
             time.sleep(0.5)
@@ -77,16 +81,17 @@ def models_train(
 
 
 async def _train_offline(name: str, given: list[Any], model_dir: Path | None, no_base: bool, holdout: float,
-                         seed: int, force: bool, tolerance: float) -> dict[str, Any]:
+                         seed: int, force: bool, tolerance: float | None) -> dict[str, Any]:
     """Train in process over the repository (its own encoder, with onnxruntime) and publish there."""
     from ml_service.core import Core
     from ml_service.training.trainer import Options, Trainer
 
     core = Core.build(_settings(model_dir))
     core.repository.scan()
+    margin = core.settings.train_tolerance if tolerance is None else tolerance
     try:
         trainer = Trainer(core)
-        plan = trainer.plan(name, given, Options(not no_base, holdout, seed, force, tolerance))
+        plan = trainer.plan(name, given, Options(not no_base, holdout, seed, force, margin))
         outcome = await trainer.run(plan)
         return {"model": plan.model, "state": "succeeded", "error": None, "report": outcome.report,
                 "published": outcome.published,

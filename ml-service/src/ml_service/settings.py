@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     train_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description=(
         "the largest body of POST /models/{name}/train (413 over it)"))
     train_max_examples: int = Field(default=50_000, ge=1, description="most examples in one training")
+    train_tolerance: float = Field(default=0.01, ge=0, le=0.05, description=(
+        "accuracy a trained head may lose against the served version on the held-out texts both can label and still "
+        "count as not worse (a non-inferiority margin: one held-out text of 240 is 0.0042); a request may say its own"))
     train_live_timeout_s: float = Field(default=120.0, gt=0, description=(
         "how long a training job waits for its published version to go live"))
     openai_max_inputs: int = Field(default=2048, ge=1, description="most items in one /v1/embeddings request")

@@ -145,7 +145,7 @@ def test_teach_a_category_then_roll_back(served) -> None:  # type: ignore[no-unt
     try:
         with server.client() as c:
             assert categorize(c, ["descale the kettle"]) == ("2", ["kitchen"])
-            r = c.post("/models/task-category/train", json={"examples": lesson(), "tolerance": 0.02}, headers=AUTH)
+            r = c.post("/models/task-category/train", json={"examples": lesson()}, headers=AUTH)
             assert r.status_code == 202, r.text
             assert r.json()["state"] == "queued" and r.json()["model"] == "task-category"
             again = c.post("/models/task-category/train", json={"examples": lesson()}, headers=AUTH)
@@ -162,7 +162,7 @@ def test_teach_a_category_then_roll_back(served) -> None:  # type: ignore[no-unt
             assert report["base"]["examples"] == 960 and report["base"]["relabelled"] == 1
             assert report["served"]["version"] == "2" and set(report["served"]["per_label"]) >= {"kitchen", "car"}
             old = report["new_on_served_labels"]["accuracy"]
-            assert old >= report["served"]["accuracy"] - 0.02 and 0.9 <= report["agreement"] <= 1
+            assert old >= report["served"]["accuracy"] - 0.01 and 0.9 <= report["agreement"] <= 1  # within a point
             assert default(c) == ("3", [])  # live now, not at the next poll (ML_SERVICE_REPOSITORY_POLL_S=0)
             version, labels = categorize(c, [*UNSEEN_PLANTS, "descale the kettle", "Pay the water bill"])
             assert version == "3" and labels[-2:] == ["cleaning", "bills"], labels

@@ -14,7 +14,14 @@ from ml_service.errors import InvalidInput, ManifestError, PayloadTooLarge
 from ml_service.publish import add_version_table, next_version
 from ml_service.repository import ModelRepository
 from ml_service.training import examples as ex
-from ml_service.training.linear import balanced_weights, fit_logistic, holdout_split, predict_proba, scores
+from ml_service.training.linear import (
+    balanced_weights,
+    distilled_targets,
+    fit_logistic,
+    holdout_split,
+    predict_proba,
+    scores,
+)
 from ml_service.training.onnxhead import head_bytes
 from ml_service.training.trainer import Options, decide
 
@@ -44,10 +51,12 @@ def test_scores_and_the_decision_rule() -> None:
     assert s["macro_f1"] == round((0.6667 + 0.8) / 2, 4)
     assert scores(["a"], ["z"], over=["a"])["per_label"].keys() == {"a"}  # compared heads: the same labels
     assert scores([], [])["accuracy"] is None
-    assert decide(0.9, 0.9, Options()) == "published"  # not worse is enough
-    assert decide(0.8958, 0.9, Options()) == "not_better"
-    assert decide(0.8958, 0.9, Options(force=True)) == "forced"
+    assert decide(0.9, 0.9, Options(tolerance=0)) == "published"  # not worse is enough
+    assert decide(0.8958, 0.9, Options(tolerance=0)) == "not_better"
+    assert decide(0.8958, 0.9, Options(tolerance=0, force=True)) == "forced"
     assert decide(0.8875, 0.9, Options(tolerance=0.0125)) == "published"
+    assert decide(0.89, 0.9, Options()) == "published"  # the default margin: one point
+    assert decide(0.8899, 0.9, Options()) == "not_better"
     assert decide(None, None, Options()) == "not_better"  # nothing compared: only force publishes
     assert decide(None, None, Options(force=True)) == "forced"
 
@@ -126,3 +135,20 @@ def test_adding_a_version_table_leaves_the_served_versions_alone(repo_root, make
     with pytest.raises(ManifestError):  # checked as the server reads it, before it replaces the good one
         add_version_table(mdir, 5, {"nonsense": 1})
     assert repo.scan()["m"].manifest_error is None
+
+
+def test_distilled_targets_keep_what_the_served_head_said_where_nothing_was_taught() -> None:
+    """Learning without forgetting: a kept example's target is mostly the served head's answer, a taught one its
+    label; the new head then moves only where it was taught."""
+    y = np.array([0, 1, 2])
+    teacher = np.array([[0.6, 0.4, 0.0], [0.3, 0.7, 0.0], [0.5, 0.5, 0.0]])
+    t = distilled_targets(y, 3, teacher, np.array([True, True, False]), 0.9)
+    assert np.allclose(t.sum(axis=1), 1) and np.allclose(t[0], [0.64, 0.36, 0]) and np.allclose(t[2], [0, 0, 1])
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    labels = (x[:, 0] > 0).astype(int)
+    soft = np.eye(2)[labels] * 0.8 + 0.1
+    w, b = fit_logistic(x, labels, 2, targets=soft)
+    hard_w, _ = fit_logistic(x, labels, 2)
+    assert (predict_proba(x, w, b).argmax(1) == labels).mean() > 0.95  # soft targets still learn the boundary
+    assert np.abs(w).max() < np.abs(hard_w).max()  # and are less sure of it

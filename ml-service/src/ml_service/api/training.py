@@ -18,7 +18,7 @@ async def train(call: Call) -> Reply:
     job starts); GET /models/jobs/{job_id} gives its state and report."""
     req = native.parse_train(call.body)
     options = Options(include_base=req.include_base, holdout=req.holdout, seed=req.seed, force=req.force,
-                      tolerance=req.tolerance)
+                      tolerance=call.settings.train_tolerance if req.tolerance is None else req.tolerance)
     job = call.training.submit(call.params["name"], [Example(e.text, e.label) for e in req.examples], options)
     return json_reply({"job_id": job.job_id, "model": job.model, "state": job.state}, 202)
 

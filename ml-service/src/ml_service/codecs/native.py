@@ -162,7 +162,8 @@ class TrainBody(Struct, frozen=True):
     seed: Annotated[int, Meta(description="the seed of the held-out split")] = 0
     force: Annotated[bool, Meta(description="publish even if the new head is worse than the served version")] = False
     tolerance: Annotated[float, Meta(ge=0, le=0.05, description="accuracy the new head may lose on the compared "
-                                                                "texts and still count as not worse")] = 0.0
+                                                                "texts and still count as not worse")] | None = None
+    """None: the server's ML_SERVICE_TRAIN_TOLERANCE."""
 
 
 _TRAIN_DECODER = msgspec.json.Decoder(TrainBody)

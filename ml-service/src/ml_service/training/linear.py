@@ -13,13 +13,18 @@ C = 10.0
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = C, max_iter: int = 2000,
-                 tol: float = 1e-7, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 tol: float = 1e-7, weights: np.ndarray | None = None, targets: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Weights [K, D] and biases [K] minimizing the mean cross-entropy + ||W||² / (2·C·n), sklearn's
-    multinomial objective (the bias is not penalized), by L-BFGS; `weights` per row as sklearn's sample_weight."""
+    multinomial objective (the bias is not penalized), by L-BFGS; `weights` per row as sklearn's sample_weight;
+    `targets` [n, K] (rows summing to 1) in place of the one-hot rows of `y`: soft labels, for distillation."""
     n, d = x.shape
     x64 = np.asarray(x, dtype=np.float64)
-    onehot = np.zeros((n, n_classes))
-    onehot[np.arange(n), y] = 1.0
+    if targets is not None:
+        onehot = np.array(targets, dtype=np.float64)
+    else:
+        onehot = np.zeros((n, n_classes))
+        onehot[np.arange(n), y] = 1.0
     if weights is not None:
         onehot *= np.asarray(weights, dtype=np.float64)[:, None]
     k_d = n_classes * d
@@ -91,6 +96,16 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.asarray(len(y) / (present * counts[y]))
 
 
+def distilled_targets(y: np.ndarray, n_classes: int, teacher: np.ndarray, keep: np.ndarray, alpha: float
+                      ) -> np.ndarray:
+    """One-hot rows of `y`, those where `keep` mixed with the teacher's probabilities [n, K] as (1 - alpha) ·
+    one-hot + alpha · teacher (learning without forgetting: what the served head said about its own examples)."""
+    t = np.zeros((len(y), n_classes))
+    t[np.arange(len(y)), y] = 1.0
+    t[keep] = (1 - alpha) * t[keep] + alpha * teacher[keep]
+    return t
+
+
 def predict_proba(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """softmax(x·Wᵀ + b), as the head graph computes it."""
     z = x @ w.T + b
@@ -142,4 +157,5 @@ def scores(truth: Sequence[str], predicted: Sequence[str], over: Sequence[str] |
     return {"accuracy": round(accuracy, 4), "macro_f1": round(macro, 4), "per_label": per}
 
 
-__all__ = ["C", "balanced_weights", "fit_logistic", "holdout_split", "lbfgs", "predict_proba", "scores"]
+__all__ = ["C", "balanced_weights", "distilled_targets", "fit_logistic", "holdout_split", "lbfgs", "predict_proba",
+           "scores"]
