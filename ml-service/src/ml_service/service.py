@@ -68,6 +68,8 @@ class InferenceService:
         the envelope declares, before decoding the payload; a model not loaded yet admits everything."""
         target = resolved.target
         key = target.key if target.encoder is None else (target.encoder[0].name, target.encoder[1].number)
+        if items > resolved.spec.limits.max_items:  # too big to serve at all: decoding answers 413, not shedding
+            return
         model = self.registry.loaded_model(key)
         if model is not None and model.batcher is not None:
             model.batcher.admit(items, resolved.deadline - time.monotonic())

@@ -123,7 +123,8 @@ def test_two_servers_share_one_budget_in_redis(real_models: Path, tmp_path: Path
 def test_sigterm_finishes_what_was_accepted(real_models: Path, tmp_path: Path) -> None:
     """SIGTERM under load: the server stops accepting, answers every request it had accepted, and exits 0."""
     server = start_server(real_models, tmp_path, {"ML_SERVICE_PRELOAD": "text-embedding",
-                                                  "ML_SERVICE_SHUTDOWN_GRACE_S": "20"})
+                                                  "ML_SERVICE_SHUTDOWN_GRACE_S": "20",
+                                                  "ML_SERVICE_TARGET_WAIT_MS": "0"})  # draining, not shedding
     texts = [f"clean the kitchen and vacuum the hall, item {i}" for i in range(200)]
     statuses: list[int] = []
     refused: list[str] = []

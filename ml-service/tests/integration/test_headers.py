@@ -79,6 +79,9 @@ def test_any_header_value_is_accepted_or_a_4xx(tmp_path, make_model, fake_manife
         def run(value: bytes) -> None:
             headers = list({**base, name: value}.items())
             status, answer = portal.call(_call, client.app, path, headers, body)
+            if status == 503 and name == b"x-request-timeout-ms":  # a tiny deadline may be unreachable (issue 23)
+                assert orjson.loads(answer)["error"]["code"] == "deadline_unreachable", answer[:300]
+                return
             assert status < 500, (name, value, status, answer[:300])
             assert status == 200 or "error" in orjson.loads(answer), (name, value, answer[:300])
 
