@@ -15,6 +15,8 @@ from ml_service.registry import ModelRegistry
 from ml_service.repository import ROLLBACK_FILE, ModelRepository
 from ml_service.rollout import Rollout
 
+from .test_rollout import _default, _publish
+
 
 def _rollout(root, settings_for) -> Rollout:
     settings = settings_for(root, eviction_idle_s=0.0)
@@ -32,16 +34,6 @@ def _run(*rollouts: Rollout, scenario) -> None:
                 await r.registry.close()
 
     asyncio.run(main())
-
-
-def _publish(mdir, version: int, source: int = 1) -> None:
-    staging = mdir / f".incoming-{version}"
-    shutil.copytree(mdir / str(source), staging)
-    staging.rename(mdir / str(version))
-
-
-async def _default(r: Rollout) -> int:
-    return (await r.resolve("m")).mv.number
 
 
 def test_rollback_is_at_once_survives_reloads_and_restarts_and_ends_with_a_newer_version(
