@@ -3,6 +3,7 @@ clients' deadline is answered at once with 503 + Retry-After, and what is accept
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
@@ -15,7 +16,8 @@ TEXTS = [f"put the winter coats number {i} in the attic before the move" for i i
 
 def test_a_burst_is_refused_at_once_with_retry_after_and_what_is_accepted_meets_its_deadline(
         real_models: Path, tmp_path: Path) -> None:
-    server = start_server(real_models, tmp_path, {"ML_SERVICE_PRELOAD": "text-embedding"})
+    server = start_server(real_models, tmp_path, {"ML_SERVICE_PRELOAD": "text-embedding",
+                                                         "ML_SERVICE_LOG_FORMAT": "json"})
     answers: list[tuple[int, float, str, str | None]] = []  # status, seconds, error code, Retry-After
     lock = threading.Lock()
     try:
@@ -52,10 +54,17 @@ def test_a_burst_is_refused_at_once_with_retry_after_and_what_is_accepted_meets_
     assert {a[0] for a in answers} <= {200, 503, 504} and accepted and refused, {(a[0], a[2]) for a in answers}
     assert {a[2] for a in refused} <= {"deadline_unreachable", "overloaded"}
     assert all(a[3] is not None and int(a[3]) >= 1 for a in refused)
-    waits = sorted(a[1] for a in refused)
-    assert statistics.median(waits) < 0.025, waits  # at once: milliseconds (a few tens when the CPU is contended)
-    assert waits[int(len(waits) * 0.9)] < 0.1, waits[-20:]
-    assert max(a[1] for a in accepted + late) < 0.75  # by the 500 ms the clients gave (plus their own time)
+    # The server's own time per request (its request log) is what it promises. The clients' clocks also count 24
+    # threads of their own fighting the server for 2 cores (over a second seen on CI), so from them only: no hang.
+    served = [json.loads(line) for line in server.log.read_text().splitlines() if '"total_ms"' in line]
+    inference = [r for r in served if r["route"] == "inference"]
+    refused_ms = sorted(r["total_ms"] for r in inference if r["status"] == 503)
+    answered_ms = sorted(r["total_ms"] for r in inference if r["status"] in (200, 504))
+    assert (len(refused_ms), len(answered_ms)) == (len(refused), len(accepted) + len(late) + 2)  # + before, after
+    assert statistics.median(refused_ms) < 25, refused_ms  # refused at once: milliseconds
+    assert refused_ms[int(len(refused_ms) * 0.9)] < 100, refused_ms[-20:]
+    assert answered_ms[-1] < 650, answered_ms[-10:]  # by the 500 ms the client gave, plus the event loop's lag
+    assert max(a[1] for a in answers) < 5
     # a 504 remains possible when the model slows down faster than its measured rate follows; admitted work
     # mostly finishes in time (queued to the deadline, as before, most of this burst was 504s)
     assert len(late) < len(accepted), (len(late), len(accepted))
