@@ -178,6 +178,8 @@ async def _connection(host: str, port: int, queue: Pool,
                 kind = "shed from the queue" if b"waited longer than its target" in body else \
                     json.loads(body)["error"]["code"]
             latencies.setdefault(f"sent:{kind}", []).append(now - sent)
+            if status != "200":
+                latencies.setdefault("when:refused", []).append(due)
             if status == "200":
                 latencies.setdefault("due:200", []).append(now - due)
                 latencies.setdefault("when:200", []).append(due)
@@ -214,12 +216,13 @@ async def open_loop(base: str, rate: float, seconds: float, texts: list[str], k:
         queue.put(None)
     await asyncio.gather(*workers)
     accepted = latencies.get("due:200", [])
-    series = []  # accepted latency per 5 s of the run, by when the requests were due
+    series = []  # accepted latency and refusals per 5 s of the run, by when the requests were due
     for lo in range(0, int(seconds), 5):
         part = [lat for lat, due in zip(accepted, latencies.get("when:200", []), strict=True)
                 if lo <= due - start < lo + 5]
         series.append({"from_s": lo, "accepted": len(part), "p50_s": quantile(part, 0.5),
-                       "p99_s": quantile(part, 0.99)})
+                       "p99_s": quantile(part, 0.99),
+                       "refused": sum(1 for due in latencies.get("when:refused", []) if lo <= due - start < lo + 5)})
     refused = [t for key, ts in latencies.items() if key.startswith("sent:") and key not in (
         "sent:200", "sent:shed from the queue") for t in ts]
     dropped = latencies.get("sent:shed from the queue", [])
@@ -397,6 +400,9 @@ def main() -> None:
             print(json.dumps(report, indent=1), flush=True)
             args.out.write_text(json.dumps({"command": command, "runs": runs}, indent=1))
     print(table(runs))
+    for report in runs:  # when in the run it refused, and how fast what it accepted was then
+        print(f"round {report['round']} {report['system']} per 5 s, refused / accepted p99 ms: " + " ".join(
+            f"{w['refused']}/{'-' if w['p99_s'] is None else round(w['p99_s'] * 1000)}" for w in report["series"]))
     ok = True
     for report in runs:
         met = report["goals"]
