@@ -97,6 +97,30 @@ def write_held_back(model_dir: Path, versions: tuple[int, ...]) -> None:
         path.unlink(missing_ok=True)
 
 
+def replace_model(old: Path, new: Path) -> list[int]:
+    """Put a rebuilt model directory `new` in the place of `old` (`make models` when a model's inputs changed),
+    keeping what was published to `old` since its build: each version `new` does not have (trained by `models
+    train`, imported, added) with its `[versions.N]` table, and rollback.json. Returns the versions kept. `new`
+    is moved: it must be on the same filesystem as `old` for the swap to be one rename."""
+    built = set(version_numbers(new))
+    kept = [n for n in version_numbers(old) if n not in built]
+    if kept:
+        tables = tomllib.loads((old / "model.toml").read_text(encoding="utf-8")).get("versions", {})
+        for n in kept:
+            shutil.copytree(old / str(n), new / str(n), symlinks=True)
+            if str(n) in tables and str(n) not in tomllib.loads(
+                    (new / "model.toml").read_text(encoding="utf-8")).get("versions", {}):
+                add_version_table(new, n, tables[str(n)])
+    if (old / ROLLBACK_FILE).exists():
+        shutil.copy2(old / ROLLBACK_FILE, new / ROLLBACK_FILE)
+    aside = old.with_name(f".replaced-{old.name}-{os.getpid()}")
+    if old.exists():
+        os.replace(old, aside)
+    os.replace(new, old)
+    shutil.rmtree(aside, ignore_errors=True)
+    return kept
+
+
 @dataclass
 class Validation:
     """What `validate_models` found about one model: no problems is a model that serves."""
@@ -167,5 +191,5 @@ def publish_version(root: Path, name: str, path: Path, version: int | None = Non
     return copy_version(target, source, number, ignore=flat)
 
 
-__all__ = ["Validation", "add_version_table", "copy_version", "next_version", "publish_version", "validate_models",
-           "version_numbers", "write_atomic", "write_held_back"]
+__all__ = ["Validation", "add_version_table", "copy_version", "next_version", "publish_version", "replace_model",
+           "validate_models", "version_numbers", "write_atomic", "write_held_back"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from ml_service.publish import publish_version, version_numbers
+from ml_service.manifest import load_manifest
+from ml_service.publish import add_version_table, publish_version, replace_model, version_numbers, write_held_back
+from ml_service.repository import ROLLBACK_FILE
 
 
 def model_dir(where: Path) -> Path:
@@ -55,3 +58,54 @@ def test_a_model_directory_without_versions_is_the_version_itself(tmp_path: Path
     publish_version(tmp_path / "models", "flat", src)
     assert sorted(p.name for p in (tmp_path / "models" / "flat" / "1").iterdir()) == ["model.onnx"]
     assert (tmp_path / "models" / "flat" / "model.toml").is_file()
+
+
+def _built(where: Path, versions: dict[int, str]) -> Path:
+    """A model directory as `make models` builds it: model.toml with a head version table, one file a version."""
+    where.mkdir(parents=True)
+    (where / "model.toml").write_text(
+        'task = "text-classification"\nfile = "model.onnx"\nlabels = "labels.txt"\n'
+        '[preprocessing]\ntokenizer = "tokenizer.json"\n\n'
+        '[versions.2]\nfile = "head.onnx"\nencoder = "text-embedding"\nencoder_version = 2\n')
+    (where / "labels.txt").write_text("a\nb\n")
+    for n, text in versions.items():
+        (where / str(n)).mkdir()
+        (where / str(n) / ("head.onnx" if n > 1 else "model.onnx")).write_text(text)
+    return where
+
+
+def test_a_rebuilt_model_keeps_the_versions_published_to_it_since(tmp_path: Path) -> None:
+    """`make models` rebuilding a model (its inputs changed) must not delete a household's trained versions, their
+    tables, or a rollback (it did: the directory was replaced whole)."""
+    root = tmp_path / "models"
+    old = _built(root / "task-category", {1: "old v1", 2: "old v2"})
+    add_version_table(old, 3, {"file": "head.onnx", "encoder": "text-embedding", "encoder_version": 2,
+                               "card": {"source": "ml-service models train", "accuracy": "0.9"}})
+    (old / "3").mkdir()
+    (old / "3" / "head.onnx").write_text("trained v3")
+    (old / "3" / "labels.txt").write_text("a\nb\nplants\n")
+    (old / "5").mkdir()  # an added version without a table of its own
+    (old / "5" / "model.onnx").write_text("added v5")
+    write_held_back(old, (5,))
+    new = _built(root / ".incoming-task-category", {1: "new v1", 2: "new v2"})
+
+    assert replace_model(old, new) == [3, 5]
+    model = root / "task-category"
+    assert sorted(p.name for p in root.iterdir()) == ["task-category"]
+    assert (model / "1" / "model.onnx").read_text() == "new v1" and (model / "2" / "head.onnx").read_text() == "new v2"
+    assert (model / "3" / "head.onnx").read_text() == "trained v3"
+    assert (model / "3" / "labels.txt").read_text() == "a\nb\nplants\n"
+    assert (model / "5" / "model.onnx").read_text() == "added v5"
+    manifest = load_manifest(model / "model.toml")  # what the server reads
+    assert manifest.versions["3"].encoder == "text-embedding" and manifest.versions["3"].encoder_version == 2
+    assert manifest.versions["3"].card == {"source": "ml-service models train", "accuracy": "0.9"}
+    assert json.loads((model / ROLLBACK_FILE).read_text()) == {"held_back": [5]}
+
+
+def test_a_first_build_and_a_rebuild_with_nothing_published_are_plain_replacements(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    assert replace_model(root / "m", _built(root / ".incoming-m", {1: "first"})) == []
+    assert replace_model(root / "m", _built(root / ".incoming-m", {1: "second", 2: "second v2"})) == []
+    assert sorted(p.name for p in root.iterdir()) == ["m"]
+    assert (root / "m" / "1" / "model.onnx").read_text() == "second"
+    assert not (root / "m" / ROLLBACK_FILE).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ml_service.modelbuild.common import offline_env, up_to_date, write_stamp
+from ml_service.publish import replace_model
 
 MODELS = ["text-embedding", "intent-classifier", "task-category", "item-classifier"]
 console = Console()
@@ -40,7 +42,8 @@ def missing_models(out_dir: Path) -> list[str]:
 
 
 def build_all(out_dir: Path, only: list[str] | None = None, force: bool = False) -> dict[str, Any]:
-    """Build each model into `out_dir/<name>` atomically (a temp dir renamed into place)."""
+    """Build each model into `out_dir/<name>` atomically (a temp dir renamed into place); a rebuilt model keeps
+    the versions published to it since its last build (`models train`, `import`, `add`: publish.replace_model)."""
     offline_env()
     from ml_service.modelbuild.checks import dump
     from ml_service.modelbuild.image import build_item_classifier
@@ -91,13 +94,13 @@ def build_all(out_dir: Path, only: list[str] | None = None, force: bool = False)
             report = builders[name](staging)
             report["build_seconds"] = round(time.perf_counter() - t, 1)
             write_stamp(staging, fps[name], report)
-            final = out_dir / name
-            if final.exists():
-                shutil.rmtree(final)
-            shutil.move(str(staging), str(final))
+            incoming = out_dir / f".incoming-{name}-{os.getpid()}"  # beside its place, for one rename
+            shutil.move(str(staging), str(incoming))
+            kept = replace_model(out_dir / name, incoming)
             reports[name] = report
             progress.advance(bar)
-            progress.console.print(f"[green]built[/green] {name} in {report['build_seconds']} s")
+            progress.console.print(f"[green]built[/green] {name} in {report['build_seconds']} s" + (
+                f" (kept the versions published to it since: {', '.join(map(str, kept))})" if kept else ""))
     for name, report in reports.items():
         console.print(f"[bold]{name}[/bold] checks:\n{dump(_summary(report))}")
     console.print(f"built {len(reports)} model(s) into {out_dir} in {time.perf_counter() - t_all:.0f} s")
