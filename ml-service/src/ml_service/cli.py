@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ml_service.errors import MLServiceError
+from ml_service.errors import ManifestError, MLServiceError
 from ml_service.settings import Settings
 
 app = typer.Typer(help="ml-service: self-hosted inference for the home organization app.", no_args_is_help=True)
@@ -165,7 +165,7 @@ def models_add(
     root = _settings(model_dir).model_cache_dir
     try:
         number = publish_version(root, name, path, version)
-    except NotADirectoryError as exc:
+    except (NotADirectoryError, ManifestError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     except FileExistsError as exc:

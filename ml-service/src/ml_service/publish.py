@@ -18,6 +18,9 @@ from ml_service.manifest import load_manifest
 from ml_service.repository import ROLLBACK_FILE
 from ml_service.settings import Settings
 
+#: a version's own `[versions.N]` fields, kept inside its directory (what `models train` writes)
+VERSION_FILE = "version.toml"
+
 
 def _toml(v: Any) -> str:
     """A TOML value: a string, number, boolean, or an inline table of them."""
@@ -66,6 +69,24 @@ def copy_version(model_dir: Path, source: Path, number: int | None = None, ignor
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*ignore))
     os.replace(staging, model_dir / str(number))
     return number
+
+
+def write_version_file(version_dir: Path, fields: dict[str, Any]) -> None:
+    """Keep a version's own `[versions.N]` fields inside it (`version.toml`), so that the directory alone can be
+    published again, to this repository or another one (`models add`)."""
+    (version_dir / VERSION_FILE).write_text("".join(f"{k} = {_toml(v)}\n" for k, v in fields.items()),
+                                            encoding="utf-8")
+
+
+def read_version_file(version_dir: Path) -> dict[str, Any] | None:
+    """The fields of a version directory's `version.toml`, None without one. Raises ManifestError when unreadable."""
+    path = version_dir / VERSION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{VERSION_FILE} is not valid TOML: {exc}") from exc
 
 
 def add_version_table(model_dir: Path, number: int, fields: dict[str, Any]) -> None:
@@ -170,8 +191,9 @@ def publish_version(root: Path, name: str, path: Path, version: int | None = Non
     """Publish `path` (a version directory, or a model directory with model.toml and `1/`) as version `version`
     (default: the highest + 1) of `root/name`; returns the number. The files are copied beside their final place,
     then renamed into it, so a running service never sees a half-written version; a new model gets the source's
-    model.toml and labels.txt first. Raises FileExistsError when the version exists, NotADirectoryError when
-    `path` is not a directory."""
+    model.toml and labels.txt first, a version with a `version.toml` (a trained head) its `[versions.N]` table.
+    Raises FileExistsError when the version exists, NotADirectoryError when `path` is not a directory,
+    ManifestError when its version.toml does not fit the model."""
     target = root / name
     model_dir = (path / "model.toml").exists()
     source = path / "1" if model_dir and (path / "1").is_dir() else path
@@ -188,8 +210,12 @@ def publish_version(root: Path, name: str, path: Path, version: int | None = Non
                 os.replace(target / f".incoming-{extra}", target / extra)
     # a model directory given as the version itself: its model-level files stay out of the version
     flat = ("model.toml", "labels.txt", ".build.json") if (source / "model.toml").exists() else ()
+    fields = read_version_file(source)
+    if fields and (target / "model.toml").exists():  # the table first: one for a version not on disk changes nothing
+        add_version_table(target, number, fields)
     return copy_version(target, source, number, ignore=flat)
 
 
-__all__ = ["Validation", "add_version_table", "copy_version", "next_version", "publish_version", "replace_model",
-           "validate_models", "version_numbers", "write_atomic", "write_held_back"]
+__all__ = ["VERSION_FILE", "Validation", "add_version_table", "copy_version", "next_version", "publish_version",
+           "read_version_file", "replace_model", "validate_models", "version_numbers", "write_atomic",
+           "write_held_back", "write_version_file"]

@@ -226,11 +226,20 @@ def test_offline_cli_trains_on_the_repositorys_own_encoder_and_publishes(real_mo
     mdir = root / "task-category"
     assert (mdir / "3" / "labels.txt").read_text() == "garden\nplants\n"
     assert {p.name for p in (mdir / "3").iterdir()} == {"head.onnx", "labels.txt", "tokenizer.json", "examples.csv",
-                                                        "card.json"}
+                                                        "card.json", "version.toml"}
     assert '[versions.3]\nfile = "head.onnx"\nencoder = "text-embedding"\nencoder_version = 2\n' in \
         (mdir / "model.toml").read_text()
     r = subprocess.run([EXE, "predict", "task", "--version", "3", "--text", "Repot the aloe vera", "--model-dir",
                         str(root)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["outputs"][0]["label"] == "plants", r.stdout + r.stderr
+    # the trained version alone, published to another repository (`models add`), brings its table and answers there
+    (tmp_path / "other").mkdir()
+    other = make_repo(real_models, tmp_path / "other")
+    r = subprocess.run([EXE, "models", "add", "task-category", str(mdir / "3"), "--model-dir", str(other)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "version 3" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([EXE, "predict", "task", "--version", "3", "--text", "Repot the aloe vera", "--model-dir",
+                        str(other)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["outputs"][0]["label"] == "plants", r.stdout + r.stderr
     r = subprocess.run([EXE, "models", "rollback", "task", "--model-dir", str(root)], capture_output=True, text=True,
                        timeout=120)

@@ -7,8 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from ml_service.errors import ManifestError
 from ml_service.manifest import load_manifest
-from ml_service.publish import add_version_table, publish_version, replace_model, version_numbers, write_held_back
+from ml_service.publish import (
+    VERSION_FILE,
+    add_version_table,
+    publish_version,
+    read_version_file,
+    replace_model,
+    version_numbers,
+    write_held_back,
+    write_version_file,
+)
 from ml_service.repository import ROLLBACK_FILE
 
 
@@ -109,3 +119,30 @@ def test_a_first_build_and_a_rebuild_with_nothing_published_are_plain_replacemen
     assert sorted(p.name for p in root.iterdir()) == ["m"]
     assert (root / "m" / "1" / "model.onnx").read_text() == "second"
     assert not (root / "m" / ROLLBACK_FILE).exists()
+
+
+def test_a_trained_version_published_again_brings_its_own_table(tmp_path: Path) -> None:
+    """A version directory with a version.toml (what `models train` writes) gets its [versions.N] table where it is
+    published (`models add`); without it, a head would be read as the model's default file and fail to load."""
+    root = tmp_path / "models"
+    _built(root / "task-category", {1: "v1", 2: "v2"})
+    trained = tmp_path / "elsewhere" / "3"
+    trained.mkdir(parents=True)
+    (trained / "head.onnx").write_text("trained")
+    fields = {"file": "head.onnx", "encoder": "text-embedding", "encoder_version": 2,
+              "card": {"source": "ml-service models train: 40 examples"}}
+    write_version_file(trained, fields)
+    assert read_version_file(trained) == fields
+    assert publish_version(root, "task-category", trained) == 3
+    manifest = load_manifest(root / "task-category" / "model.toml")
+    assert manifest.versions["3"].file == "head.onnx" and manifest.versions["3"].encoder_version == 2
+    assert (root / "task-category" / "3" / "head.onnx").read_text() == "trained"
+
+    (trained / VERSION_FILE).write_text('file = "head.onnx"\nencoder_version = 0\n')  # does not fit: nothing written
+    with pytest.raises(ManifestError):
+        publish_version(root, "task-category", trained)
+    assert version_numbers(root / "task-category") == [1, 2, 3]
+    assert "versions.4" not in (root / "task-category" / "model.toml").read_text()
+    (trained / VERSION_FILE).write_text("file = \n")
+    with pytest.raises(ManifestError, match="not valid TOML"):
+        publish_version(root, "task-category", trained)

@@ -24,7 +24,7 @@ import orjson
 from ml_service.core import Core
 from ml_service.dataplane import InferenceRequest
 from ml_service.errors import InvalidInput, ModelUnavailable, NotTrainable, Shed
-from ml_service.publish import add_version_table, copy_version, next_version
+from ml_service.publish import add_version_table, copy_version, next_version, write_version_file
 from ml_service.repository import CARD_FILE, ModelEntry, ModelVersion
 from ml_service.rollout import Target
 from ml_service.service import Resolved
@@ -289,8 +289,9 @@ class Trainer:
                                 f"{report['new_on_served_labels']['accuracy']} (version {plan.served}: "
                                 f"{served['accuracy']}); decision {report['decision']}",
                     "report": CARD_FILE}
-            add_version_table(entry.path, number, {"file": HEAD_FILE, "encoder": plan.encoder,
-                                                   "encoder_version": plan.encoder_version, "card": card})
+            fields = {"file": HEAD_FILE, "encoder": plan.encoder, "encoder_version": plan.encoder_version, "card": card}
+            write_version_file(work, fields)
+            add_version_table(entry.path, number, fields)
             copy_version(entry.path, work, number)
         log.info("model %s: trained version %d published (%s)", plan.model, number, report["decision"])
         return number
