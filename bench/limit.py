@@ -20,6 +20,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import machine
 from corpus import corpus
 
 BATCHES = [1, 8, 32, 128]
@@ -151,7 +152,9 @@ def main() -> None:
     for k, ms in single.items():
         print(f"single-item latency alone, {k.replace(' arrival', '')}: p50 {ms:.2f} ms")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cores": os.cpu_count(), "table": table, "single_p50_ms": single}, indent=2))
+    print(machine.line())
+    args.out.write_text(json.dumps({"machine": machine.describe(), "cores": os.cpu_count(), "table": table,
+                                    "single_p50_ms": single}, indent=2))
     print(f"written {args.out}")
 
 

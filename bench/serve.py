@@ -31,6 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import machine
 from corpus import CORPUS, corpus
 
 RESULTS = HERE / "results"
@@ -338,7 +339,7 @@ def main() -> None:
     from rich.progress import Progress
 
     console = Console()
-    console.print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0)")
+    console.print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0); {machine.line()}")
     names = args.systems.split(",")
     table = {n: s for n, s in systems(args.model_dir, 0, names).items()}
     unknown = set(names) - set(table)
@@ -361,8 +362,8 @@ def main() -> None:
                 res["round"] = r
                 results[n].append(res)
                 progress.advance(bar)
-                args.out.write_text(json.dumps({"results": results, "limit": lim, "single_ms": single_ms,
-                                                "args": vars(args)},
+                args.out.write_text(json.dumps({"machine": machine.describe(), "results": results, "limit": lim,
+                                                "single_ms": single_ms, "args": vars(args)},
                                                indent=1, default=str))
     summary = summarize(results, lim, args.ref, single_ms)
     console.print(summary)

@@ -35,6 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import machine
 from corpus import CORPUS, corpus
 from serve import RESULTS, free_port, worktree, wrk
 
@@ -388,7 +389,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     names = args.systems.split(",")
     command = " ".join(sys.argv)
-    print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0)", flush=True)
+    print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0); {machine.line()}", flush=True)
     runs: list[dict[str, Any]] = []
     rate = args.rate
     for r in range(args.rounds):
@@ -398,7 +399,8 @@ def main() -> None:
             report["round"] = r + 1
             runs.append(report)
             print(json.dumps(report, indent=1), flush=True)
-            args.out.write_text(json.dumps({"command": command, "runs": runs}, indent=1))
+            args.out.write_text(json.dumps({"command": command, "machine": machine.describe(), "runs": runs},
+                                           indent=1))
     print(table(runs))
     for report in runs:  # when in the run it refused, and how fast what it accepted was then
         print(f"round {report['round']} {report['system']} per 5 s, refused / accepted p99 ms: " + " ".join(
