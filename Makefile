@@ -7,7 +7,7 @@ MODEL_CACHE_DIR ?= $(CURDIR)/models
 export MODEL_CACHE_DIR
 SRC := ml-service
 
-.PHONY: venv models run test lint unit integration e2e clean browser redis fuzz compose-cli test-docker wheelhouse \
+.PHONY: venv models run test lint unit integration e2e clean browser redis postgres fuzz compose-cli test-docker wheelhouse \
 	base-image image image-gpu image-backend image-with-models
 
 venv: $(STAMP)
@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): $(SRC)/pyproject.toml $(SRC)/constraints.txt backend/pyproject.toml testing/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c $(SRC)/constraints.txt -e '$(SRC)[dev,build]' -e 'backend[dev]' -e testing
+	$(BIN)/pip install -q -c $(SRC)/constraints.txt -e '$(SRC)[dev,build]' -e 'backend[dev,postgres]' -e testing
 	touch $(STAMP)
 
 # Builds only what is missing or out of date (the build writes a stamp per model).
@@ -49,13 +49,19 @@ redis:
 		(apt-get install -y -qq redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)) || \
 		echo "redis-server could not be installed: the Redis tests will be skipped"
 
+# Debian's PostgreSQL for the backend's DATABASE_URL=postgresql:// test (the test runs its own server on a free port)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v apt-get >/dev/null || \
+		(apt-get install -y -qq postgresql >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)) || \
+		echo "postgresql could not be installed: the PostgreSQL test will be skipped"
+
 # Debian's docker-compose validates the compose files in `make test` (the engine is only for `make test-docker`)
 compose-cli:
 	@command -v docker-compose >/dev/null || ! command -v apt-get >/dev/null || \
 		(apt-get install -y -qq docker-compose >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)) || \
 		echo "docker-compose could not be installed: the compose checks will be skipped"
 
-test: lint browser redis compose-cli
+test: lint browser redis postgres compose-cli
 	cd $(SRC) && ../$(BIN)/python -m pytest -q
 	cd backend && ../$(BIN)/python -m pytest -q
 	cd deploy && ../$(BIN)/python -m pytest -q tests -m "not docker"
