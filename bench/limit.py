@@ -152,8 +152,9 @@ def main() -> None:
     for k, ms in single.items():
         print(f"single-item latency alone, {k.replace(' arrival', '')}: p50 {ms:.2f} ms")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(machine.line())
-    args.out.write_text(json.dumps({"machine": machine.describe(), "cores": os.cpu_count(), "table": table,
+    host = machine.describe()
+    print(machine.line(host))
+    args.out.write_text(json.dumps({"machine": host, "cores": os.cpu_count(), "table": table,
                                     "single_p50_ms": single}, indent=2))
     print(f"written {args.out}")
 

@@ -339,7 +339,8 @@ def main() -> None:
     from rich.progress import Progress
 
     console = Console()
-    console.print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0); {machine.line()}")
+    host = machine.describe()
+    console.print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0); {machine.line(host)}")
     names = args.systems.split(",")
     table = {n: s for n, s in systems(args.model_dir, 0, names).items()}
     unknown = set(names) - set(table)
@@ -362,7 +363,7 @@ def main() -> None:
                 res["round"] = r
                 results[n].append(res)
                 progress.advance(bar)
-                args.out.write_text(json.dumps({"machine": machine.describe(), "results": results, "limit": lim,
+                args.out.write_text(json.dumps({"machine": host, "results": results, "limit": lim,
                                                 "single_ms": single_ms, "args": vars(args)},
                                                indent=1, default=str))
     summary = summarize(results, lim, args.ref, single_ms)

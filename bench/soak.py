@@ -179,14 +179,14 @@ async def _connection(host: str, port: int, queue: Pool,
                 kind = "shed from the queue" if b"waited longer than its target" in body else \
                     json.loads(body)["error"]["code"]
             latencies.setdefault(f"sent:{kind}", []).append(now - sent)
-            if status != "200":
-                latencies.setdefault("when:refused", []).append(due)
             if status == "200":
                 latencies.setdefault("due:200", []).append(now - due)
                 latencies.setdefault("when:200", []).append(due)
                 at = body.rfind(b'"total":')  # the data plane's own time (timings_ms.total, ms), at the end
                 if at >= 0:
                     latencies.setdefault("server:200", []).append(float(body[at + 8:].rstrip(b"}")) / 1000)
+            else:
+                latencies.setdefault("when:refused", []).append(due)
     finally:
         writer.close()
 
@@ -389,7 +389,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     names = args.systems.split(",")
     command = " ".join(sys.argv)
-    print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0); {machine.line()}", flush=True)
+    host = machine.describe()
+    print(f"load average before: {os.getloadavg()[0]:.2f} (should be near 0); {machine.line(host)}", flush=True)
     runs: list[dict[str, Any]] = []
     rate = args.rate
     for r in range(args.rounds):
@@ -399,7 +400,7 @@ def main() -> None:
             report["round"] = r + 1
             runs.append(report)
             print(json.dumps(report, indent=1), flush=True)
-            args.out.write_text(json.dumps({"command": command, "machine": machine.describe(), "runs": runs},
+            args.out.write_text(json.dumps({"command": command, "machine": host, "runs": runs},
                                            indent=1))
     print(table(runs))
     for report in runs:  # when in the run it refused, and how fast what it accepted was then

@@ -129,8 +129,7 @@ def replace_model(old: Path, new: Path) -> list[int]:
         tables = tomllib.loads((old / "model.toml").read_text(encoding="utf-8")).get("versions", {})
         for n in kept:
             shutil.copytree(old / str(n), new / str(n), symlinks=True)
-            if str(n) in tables and str(n) not in tomllib.loads(
-                    (new / "model.toml").read_text(encoding="utf-8")).get("versions", {}):
+            if str(n) in tables:  # a built version has its directory in `new`, so a kept one has no table there
                 add_version_table(new, n, tables[str(n)])
     if (old / ROLLBACK_FILE).exists():
         shutil.copy2(old / ROLLBACK_FILE, new / ROLLBACK_FILE)
