@@ -20,7 +20,6 @@ from ml_service.admission import KeyStore
 from ml_service.api import embeddings, native, telemetry, training, v2, vertex
 from ml_service.api.gate import Gate
 from ml_service.api.http import Parts
-from ml_service.api.openapi import build_openapi
 from ml_service.api.reports import Reports
 from ml_service.api.router import Route, Router
 from ml_service.codecs.native import error_body
@@ -73,6 +72,8 @@ class Docs:
         from fastapi import FastAPI, Request
         from fastapi.responses import Response
         from starlette.exceptions import HTTPException
+
+        from ml_service.api.openapi import build_openapi
 
         app = FastAPI(title="ml-service", version=__version__, docs_url="/docs", redoc_url=None)
         schema = build_openapi(self.routes, auth=bool(self.settings.api_keys))

@@ -1,15 +1,25 @@
 """Loading one model version: its runtime and task, the warm-up that proves it works (and checks its labels), and
-what it costs in memory. The registry (registry.py) decides when; this is how."""
+what it costs in memory. The registry (registry.py) decides when; this is how.
+
+A version's cost is measured the first time its files load: alone (the process's RSS growth is then its own) and
+with a full-size batch on every compute worker (the peak). The figures are kept in the repository's load profiles
+(`.load-profiles.json`), so later loads of the same files under the same settings, a restart's preloads above all,
+run side by side with a one-item warm-up that still proves the files work and checks their labels."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ml_service.batching import Batcher, ShedPolicy
 from ml_service.dataplane import ModelSpec
@@ -21,8 +31,105 @@ from ml_service.settings import Settings
 from ml_service.tasks import Classifier, ModelTask, PostStep, create_task, model_spec
 from ml_service.tasks.base import LabelsMismatch
 
+log = logging.getLogger(__name__)
 _PATH_RE = re.compile(r"[^\s:'\"/]*(?:/[^\s:'\"/]+)+")
-_LOAD_LOCK = threading.Lock()  # loads run one at a time so the RSS growth is this model's
+PROFILES_FILE = ".load-profiles.json"  # in the repository's root, beside the model directories
+
+
+class _LoadGate:
+    """Measured loads run alone, so the RSS growth is the model's own; profiled loads run side by side, never
+    beside a measured one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._alone = False
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone and self._shared == 0)
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+
+_GATE = _LoadGate()
+
+
+@dataclass(frozen=True)
+class LoadProfile:
+    """What loading one version's files cost when measured: the budget figure and the resident growth."""
+
+    memory_bytes: int
+    resident_bytes: int
+
+
+class LoadProfiles:
+    """The load profiles of one repository, kept in `<root>/.load-profiles.json`: per model version, the
+    fingerprint of its files, the set-up it was measured under (runtime library, device, workers, threads) and
+    its cost. A profile counts only for the very files and set-up it was measured with; a directory that cannot
+    be written (a read-only mount) just means every load is measured."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.path = root / PROFILES_FILE if root is not None else None
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, object]] | None = None
+
+    def _read(self) -> dict[str, dict[str, object]]:
+        if self._data is None:
+            data: object = {}
+            if self.path is not None:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    data = {}
+            self._data = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+        return self._data
+
+    def get(self, key: str, fingerprint: str, setup: str) -> LoadProfile | None:
+        """The profile of these files under this set-up, if one was measured."""
+        with self._lock:
+            p = self._read().get(key)
+        if p is None or p.get("fingerprint") != fingerprint or p.get("setup") != setup:
+            return None
+        memory, resident = p.get("memory_bytes"), p.get("resident_bytes")
+        if not isinstance(memory, int) or not isinstance(resident, int) or memory <= 0 or resident <= 0:
+            return None
+        return LoadProfile(memory, resident)
+
+    def put(self, key: str, fingerprint: str, setup: str, profile: LoadProfile) -> None:
+        """Remember a measured load (replacing the version's earlier profile); written at once, atomically."""
+        if self.path is None:
+            return
+        with self._lock:
+            data = self._read()
+            data[key] = {"fingerprint": fingerprint, "setup": setup, "memory_bytes": profile.memory_bytes,
+                         "resident_bytes": profile.resident_bytes}
+            tmp = self.path.with_name(f"{PROFILES_FILE}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                log.debug("load profiles not kept (%s): every restart measures its loads", type(exc).__name__)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
 
 class LoadFailure(Exception):
@@ -51,6 +158,7 @@ class LoadedModel:
     in_flight: int = 0
     drained: asyncio.Future[None] | None = None  # set when the last request holding it is done (unloading)
     resident_bytes: int = 0  # what the process grew by when it loaded, once its warm-up's memory was given back
+    profiled: bool = False  # the memory figures come from the load profile, not from this load
 
     @property
     def is_head(self) -> bool:
@@ -62,22 +170,25 @@ class LoadedModel:
 
 
 def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, options: RuntimeOptions,
-                 estimate: int) -> LoadedModel:
-    """Load one version in this thread: its runtime, its task, a full-size warm-up batch on every compute worker
-    (which also checks the labels against the outputs), and what it costs: resident (RSS growth once the
-    warm-up's working memory is given back) and at its peak (every worker computing a full batch, from the
-    process's peak RSS), the budget counting the larger of the peak and the estimate. Raises LoadFailure."""
+                 estimate: int, profiles: LoadProfiles | None = None) -> LoadedModel:
+    """Load one version in this thread: its runtime, its task, a warm-up (which also checks the labels against
+    the outputs), and what it costs. Unless `profiles` has these files' cost, the warm-up is a full-size batch on
+    every compute worker, run alone, measuring resident (RSS growth once the warm-up's working memory is given
+    back) and peak (every worker computing a full batch, from the process's peak RSS); the budget counts the
+    larger of the peak and the estimate, and the figures go into `profiles`. Raises LoadFailure."""
     manifest = mv.manifest
     assert manifest is not None
     head = bool(manifest.encoder)
     path = entry.file(mv, manifest.file)
     if not path.is_file():
         raise LoadFailure("model file missing")
-    with _LOAD_LOCK:
-        trim_heap()
-        before = rss_bytes()
-        peak_known = reset_peak_rss()
-        runtime = create_runtime(path, manifest, options)
+    runtime = create_runtime(path, manifest, options)
+    key, setup = f"{entry.name}:{mv.number}", profile_setup(runtime, settings, options)
+    profile = profiles.get(key, mv.fingerprint, setup) if profiles is not None else None
+    with _GATE.shared() if profile is not None else _GATE.alone():
+        if profile is None:
+            trim_heap()
+        before, peak_known = (rss_bytes(), reset_peak_rss()) if profile is None else (0, False)
         try:
             runtime.load()
         except Exception as exc:
@@ -89,10 +200,12 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
             except Exception as exc:
                 raise LoadFailure("preprocessing files (tokenizer) unreadable or corrupt") from exc
             workers = 1 if head else settings.workers(on_gpu=runtime.device == "cuda")
-            # every worker runs a full batch at once: the runtime's arena grows to its working size now
             try:
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(lambda _: task.validate(runtime), range(workers)))
+                if profile is not None:
+                    task.validate(runtime, full=False)
+                else:  # every worker runs a full batch at once: the runtime's arena grows to its working size
+                    with ThreadPoolExecutor(workers) as pool:
+                        list(pool.map(lambda _: task.validate(runtime), range(workers)))
             except LabelsMismatch as exc:
                 raise LoadFailure(f"labels do not match the model's outputs ({exc})") from exc
             except Exception as exc:
@@ -100,19 +213,34 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
         except BaseException:
             runtime.unload()
             raise
-        peak = peak_rss_bytes() - before if peak_known else 0  # every worker computing a full batch at once
-        trim_heap()
-        resident = max(rss_bytes() - before, 1)
-    # the estimate stays a floor: a load measured while other models compute can read low
-    memory = max(resident, peak, 1 if head else estimate)
+        if profile is None:
+            peak = peak_rss_bytes() - before if peak_known else 0  # every worker computing a full batch at once
+        trim_heap()  # what reading the file took and freed goes back to the OS
+        if profile is None:
+            resident = max(rss_bytes() - before, 1)
+    if profile is not None:
+        memory, resident = profile.memory_bytes, profile.resident_bytes
+    else:
+        # the estimate stays a floor: a load measured while other models compute can read low
+        memory = max(resident, peak, 1 if head else estimate)
+        if profiles is not None:
+            profiles.put(key, mv.fingerprint, setup, LoadProfile(memory, resident))
     spec = model_spec(entry, mv)
     if head:
         assert isinstance(task, Classifier)
         return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, None, memory,
-                           post=task.post_step(runtime), resident_bytes=resident)
+                           post=task.post_step(runtime), resident_bytes=resident, profiled=profile is not None)
     batcher = Batcher(f"{entry.name}:{mv.number}", task, runtime, manifest.batching, workers=workers,
                       release_idle_s=settings.release_idle_s, shedding=shed_policy(settings, manifest.batching))
-    return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory, resident_bytes=resident)
+    return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory, resident_bytes=resident,
+                       profiled=profile is not None)
+
+
+def profile_setup(runtime: Runtime, settings: Settings, options: RuntimeOptions) -> str:
+    """What a load's cost depends on beside its files: the runtime and its library, the device asked for, the
+    compute workers and threads, and whether working memory is given back."""
+    return (f"{runtime.name} {runtime.library_version()} device={options.device} workers={settings.workers()} "
+            f"threads={options.threads} release={options.arena_shrinkage}")
 
 
 def shed_policy(settings: Settings, batching: Batching) -> ShedPolicy:
@@ -128,4 +256,5 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "shed_policy"]
+__all__ = ["LoadFailure", "LoadProfile", "LoadProfiles", "LoadedModel", "describe_failure", "load_version",
+           "profile_setup", "shed_policy"]

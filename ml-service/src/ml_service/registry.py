@@ -4,10 +4,11 @@ draining unloads, failed-load memory, republished versions swapped in only once 
 The registry loads what it is asked for; which version a request gets is the rollout's decision (rollout.py).
 
 Memory policy (memory.py's `MemoryBudget`): each model counts what it really cost, the process RSS growth while it
-loaded and ran its full-size warm-up batch on every compute worker, or the file estimate until it has been
-measured once. A load that does not fit evicts least-recently-used models, but only models idle for
-`eviction_idle_s` and only when that makes the load fit; else it waits for memory (bounded by the request's
-deadline) and then answers 503 with Retry-After. Being over budget is never a failed load.
+loaded and ran its full-size warm-up batch on every compute worker (measured the first time these files load,
+then kept in the repository's load profiles: loading.py), or the file estimate until it has been measured once.
+A load that does not fit evicts least-recently-used models, but only models idle for `eviction_idle_s` and only
+when that makes the load fit; else it waits for memory (bounded by the request's deadline) and then answers 503
+with Retry-After. Being over budget is never a failed load.
 
 Failures are remembered per version *and fingerprint*: a version that failed as it is on disk is not tried
 again until its files change (or an explicit load asks), and a changed version is tried afresh without anyone
@@ -30,7 +31,7 @@ from typing import Literal
 
 from ml_service.batching import Batcher, BatchObserver
 from ml_service.errors import ModelFailed
-from ml_service.loading import LoadedModel, LoadFailure, load_version
+from ml_service.loading import LoadedModel, LoadFailure, LoadProfiles, load_version
 from ml_service.memory import MemoryBudget, estimate_bytes, trim_heap
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import RuntimeOptions
@@ -88,6 +89,7 @@ class ModelRegistry:
         self.options = RuntimeOptions(threads=settings.threads, device=settings.device,
                                       spinning=settings.ort_spinning, arena_shrinkage=settings.release_idle_s > 0)
         self._slots: dict[Key, _Slot] = {}
+        self.profiles = LoadProfiles(settings.model_cache_dir if settings.load_profiles else None)
         self.budget = MemoryBudget(settings.memory_budget_mb * 1024 * 1024, settings.eviction_idle_s,
                                    lambda: self.loaded, self._evict)
 
@@ -220,7 +222,8 @@ class ModelRegistry:
             model.batcher.observer = self.events.batch_observer(model.name, model.version)
             model.batcher.start()
         slot.model = model
-        log.info("model %s version %d ready (%.0f MB)", model.name, model.version, model.memory_bytes / 2**20)
+        log.info("model %s version %d ready (%.0f MB%s)", model.name, model.version, model.memory_bytes / 2**20,
+                 ", as its load profile says" if model.profiled else "")
 
     async def _build(self, entry: ModelEntry, mv: ModelVersion, slot: _Slot, retry_failed: bool,
                      deadline: float | None) -> LoadedModel:
@@ -235,7 +238,7 @@ class ModelRegistry:
         started = time.perf_counter()
         with self.budget.reserve(key, need):
             try:
-                model = await asyncio.to_thread(self._load_sync, entry, mv, need)
+                model = await asyncio.to_thread(self._load_sync, entry, mv, need, self.profiles)
             except Exception as exc:
                 self.events.load_failed(*key)
                 reason = exc.reason if isinstance(exc, LoadFailure) else "failed to load (see the service log)"
@@ -253,8 +256,9 @@ class ModelRegistry:
         self.events.loaded(*key, time.perf_counter() - started)
         return model
 
-    def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int) -> LoadedModel:
-        return load_version(entry, mv, self.settings, self.options, estimate)
+    def _load_sync(self, entry: ModelEntry, mv: ModelVersion, estimate: int,
+                   profiles: LoadProfiles | None = None) -> LoadedModel:
+        return load_version(entry, mv, self.settings, self.options, estimate, profiles)
 
     def check(self, entry: ModelEntry, mv: ModelVersion) -> None:
         """Load a version, run its warm-up and checks, and unload it (`ml-service models validate`)."""

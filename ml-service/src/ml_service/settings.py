@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     compute_workers: int = Field(default=0, ge=0, description="batches computed at once per model; 0 = auto")
     intra_op_threads: int = Field(default=0, ge=0, description="threads per batch; 0 = cores / workers")
     ort_spinning: bool = Field(default=False, description="let ONNX Runtime threads spin between batches")
+    load_profiles: bool = Field(default=True, description=(
+        "keep what each version cost to load in MODEL_CACHE_DIR/.load-profiles.json: loading the same files again "
+        "(a restart) then runs beside other loads with a one-item warm-up"))
     release_idle_s: float = Field(default=1.0, ge=0, description="give a model's working memory back to the OS once "
                                                                 "it has been idle this long (0: keep it)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

@@ -1,11 +1,14 @@
 """Issue 20: what `/models` reports a model costs is what the process grows by when it loads it (within 10%),
 and idle memory is the weights, not the largest batch ever run: after a burst the process goes back near where
-it was before it."""
+it was before it. With load profiles, loads run side by side and report what was measured when the same files
+first loaded: together they still add up to what the process grows by."""
 
 from __future__ import annotations
 
 import base64
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.e2e.conftest import start_server, stop_server
@@ -25,7 +28,8 @@ def test_models_report_what_loading_them_costs_and_a_burst_leaves_nothing_behind
                                                                                    tmp_path: Path) -> None:
     from ml_service.modelbuild.checks import photo_bytes
 
-    server = start_server(real_models, tmp_path, {"ML_SERVICE_PRELOAD": "", "ML_SERVICE_REPOSITORY_POLL_S": "0"})
+    server = start_server(real_models, tmp_path, {"ML_SERVICE_PRELOAD": "", "ML_SERVICE_REPOSITORY_POLL_S": "0",
+                                                  "ML_SERVICE_LOAD_PROFILES": "false"})  # every load measured alone
     try:
         with server.client() as c:
             for name in ("intent-classifier", "item-classifier", "task-category"):  # the last loads its encoder
@@ -48,5 +52,35 @@ def test_models_report_what_loading_them_costs_and_a_burst_leaves_nothing_behind
             time.sleep(2.0)  # idle for longer than ML_SERVICE_RELEASE_IDLE_S (1 s)
             after = _rss_mb(server.proc.pid)
         assert after <= idle * 1.1 + 10, (idle, after)  # the bursts' working memory went back
+    finally:
+        stop_server(server)
+
+
+def test_profiled_loads_run_side_by_side_and_add_up_to_what_the_process_grows_by(real_models: Path,
+                                                                                 tmp_path: Path) -> None:
+    env = {"ML_SERVICE_REPOSITORY_POLL_S": "0"}
+    first = start_server(real_models, tmp_path, {**env, "ML_SERVICE_PRELOAD": "*"})  # measures what has no profile
+    stop_server(first)
+    profiles = json.loads((real_models / ".load-profiles.json").read_text())
+    assert {"intent-classifier:1", "item-classifier:1", "text-embedding:2"} <= set(profiles)
+    server = start_server(real_models, tmp_path, {**env, "ML_SERVICE_PRELOAD": ""})
+    names = ("intent-classifier", "item-classifier", "text-embedding")
+    try:
+        with server.client() as c:
+            before = _rss_mb(server.proc.pid)
+            with ThreadPoolExecutor(len(names)) as pool:
+                codes = list(pool.map(lambda n: c.post(f"/models/{n}/load").status_code, names))
+            assert codes == [200] * len(names)
+            grew = _rss_mb(server.proc.pid) - before
+            models = c.get("/models").json()["models"]
+            details = [v for m in models for v in m["version_details"] if v["memory_mb"] is not None]
+            assert len(details) >= len(names) and all(v["memory_from_profile"] for v in details), details
+            reported = sum(v["memory_mb"] for v in details)
+            assert abs(grew - reported) <= 0.1 * reported + 4 * len(details), (details, grew)
+            # a profiled load still ran its files: the models answer
+            assert c.post("/inference", json={"model_type": "intent", "data": {"texts": ["buy milk"]}}
+                          ).status_code == 200
+        text = server.log.read_text()
+        assert text.count("as its load profile says") == len(details)
     finally:
         stop_server(server)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs import embeddings
@@ -37,11 +36,11 @@ _ERRORS = (400, 401, 404, 413, 422, 503, 504)
 _BODY = embeddings.EmbeddingsBody
 ROUTES = [
     Route("POST", "/v1/embeddings", create, embeddings.PROTOCOL, "openai_embeddings", body=_BODY,
-          response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
+          response="EmbeddingsResponse", errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
     Route("POST", "/embeddings", create, embeddings.PROTOCOL, "openai_embeddings_unversioned", body=_BODY,
-          response=s.EmbeddingsResponse, errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
-    Route("GET", "/v1/models", list_models, embeddings.PROTOCOL, "openai_models", response=s.OpenAIModelList,
+          response="EmbeddingsResponse", errors=_ERRORS, watch_disconnect=True, limited=True, tag="openai"),
+    Route("GET", "/v1/models", list_models, embeddings.PROTOCOL, "openai_models", response="OpenAIModelList",
           errors=(401,), tag="openai"),
-    Route("GET", "/v1/models/{model}", retrieve_model, embeddings.PROTOCOL, "openai_model", response=s.OpenAIModel,
+    Route("GET", "/v1/models/{model}", retrieve_model, embeddings.PROTOCOL, "openai_model", response="OpenAIModel",
           errors=(401, 404), tag="openai"),
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Query, Route
 from ml_service.codecs import native
@@ -66,17 +65,17 @@ async def reload(call: Call) -> Reply:
 
 ROUTES = [
     Route("POST", "/inference", inference, native.PROTOCOL, "inference", body=native.InferenceBody,
-          response=s.InferenceResponse, errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True, limited=True,
+          response="InferenceResponse", errors=(400, 401, 404, 413, 422, 503, 504), watch_disconnect=True, limited=True,
           tag="inference"),
-    Route("GET", "/health", health, native.PROTOCOL, "health", auth=False, response=s.Health, tag="health"),
-    Route("GET", "/health/live", live, native.PROTOCOL, "health_live", auth=False, response=s.Live, tag="health"),
-    Route("GET", "/health/ready", ready, native.PROTOCOL, "health_ready", auth=False, response=s.Ready, errors=(503,),
+    Route("GET", "/health", health, native.PROTOCOL, "health", auth=False, response="Health", tag="health"),
+    Route("GET", "/health/live", live, native.PROTOCOL, "health_live", auth=False, response="Live", tag="health"),
+    Route("GET", "/health/ready", ready, native.PROTOCOL, "health_ready", auth=False, response="Ready", errors=(503,),
           tag="health"),
-    Route("GET", "/models", models, native.PROTOCOL, "models", response=s.ModelList, errors=(401,), tag="models"),
-    Route("POST", "/models/reload", reload, native.PROTOCOL, "reload_models", body_required=False, response=s.Reloaded,
+    Route("GET", "/models", models, native.PROTOCOL, "models", response="ModelList", errors=(401,), tag="models"),
+    Route("POST", "/models/reload", reload, native.PROTOCOL, "reload_models", body_required=False, response="Reloaded",
           errors=(401,), tag="models"),
-    Route("POST", "/models/{name}/load", load, native.PROTOCOL, "load_model", body_required=False, response=s.Loaded,
+    Route("POST", "/models/{name}/load", load, native.PROTOCOL, "load_model", body_required=False, response="Loaded",
           errors=(401, 404, 422, 503), query=(_VERSION,), tag="models"),
     Route("POST", "/models/{name}/unload", unload, native.PROTOCOL, "unload_model", body_required=False,
-          response=s.Unloaded, errors=(401, 404, 422), query=(_VERSION,), tag="models"),
+          response="Unloaded", errors=(401, 404, 422), query=(_VERSION,), tag="models"),
 ]

@@ -48,7 +48,7 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.produces != "application/json":
         ok["content"] = {route.produces: {"schema": {"type": "string"}}}
     elif route.response is not None:
-        ok["content"] = {"application/json": {"schema": _ref(route.response)}}
+        ok["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=route.response)}}}
         if route.binary_body:
             ok["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     responses: dict[str, Any] = {str(route.status): ok}
@@ -63,7 +63,7 @@ def _operation(route: Route) -> dict[str, Any]:
 
 def build_openapi(routes: Sequence[Route], auth: bool) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the route table."""
-    models = {r.response for r in routes if r.response is not None} | set(_ERROR_MODELS.values())
+    models = {getattr(s, r.response) for r in routes if r.response is not None} | set(_ERROR_MODELS.values())
     _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
                                  ref_template=_REF)
     schemas: dict[str, Any] = defs.get("$defs", {})

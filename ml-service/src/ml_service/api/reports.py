@@ -73,6 +73,7 @@ class Reports:
                 "labels": len(mv.labels) if mv.labels else None,
                 "memory_mb": round(loaded.resident_bytes / 2**20, 1) if loaded else None,
                 "peak_memory_mb": round(loaded.memory_bytes / 2**20, 1) if loaded else None,
+                "memory_from_profile": loaded.profiled if loaded else None,
                 "estimated_memory_mb": round(self.registry.estimate(entry, mv) / 2**20, 1) if mv.manifest else 0.0,
                 "device": loaded.runtime.device if loaded else None,
                 "encoder": self.encoder_of(entry, v),

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from msgspec import Struct
-from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_service.api.gate import Gate
@@ -59,7 +58,7 @@ class Route:
     body: type[Struct] | None = None  # the JSON request body, as its codec parses it
     body_required: bool = True
     binary_body: bool = False  # also takes application/octet-stream (V2 binary tensor data)
-    response: type[BaseModel] | None = None
+    response: str | None = None  # its answer's model in schemas.py, by name (imported only for /openapi.json)
     produces: str = "application/json"  # what a 200 is (for the docs)
     errors: tuple[int, ...] = ()
     query: tuple[Query, ...] = ()

@@ -122,6 +122,9 @@ class VersionInfo(BaseModel):
     memory_mb: float | None = Field(description="what the process grew by when it loaded (resident, measured)")
     peak_memory_mb: float | None = Field(description="what it counts against the memory budget: its measured peak, "
                                                      "every compute worker running a full batch")
+    memory_from_profile: bool | None = Field(description=(
+        "both figures are those measured when these files first loaded under these settings (the repository's "
+        "load profiles), not by this load, which ran beside other loads with a one-item warm-up"))
     estimated_memory_mb: float
     device: str | None
     encoder: str | None = Field(description="for a head: the encoder it runs on (name:version)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs.native import PROTOCOL
@@ -39,7 +38,7 @@ async def dashboard(call: Call) -> Reply:
 
 ROUTES = [
     Route("GET", "/metrics", metrics, PROTOCOL, "metrics", produces="text/plain", errors=(401,), tag="observability"),
-    Route("GET", "/stats", stats, PROTOCOL, "stats", response=s.StatsReport, errors=(401,), tag="observability"),
+    Route("GET", "/stats", stats, PROTOCOL, "stats", response="StatsReport", errors=(401,), tag="observability"),
     Route("GET", "/dashboard", dashboard, PROTOCOL, "dashboard", auth=False, produces="text/html",
           tag="observability"),
 ]

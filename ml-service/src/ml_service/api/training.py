@@ -3,7 +3,6 @@ roll back to the previous version."""
 
 from __future__ import annotations
 
-from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs import native
@@ -37,10 +36,10 @@ async def rollback(call: Call) -> Reply:
 
 ROUTES = [
     Route("POST", "/models/{name}/train", train, native.PROTOCOL, "train_model", body=native.TrainBody,
-          response=s.TrainAccepted, status=202, errors=(400, 401, 404, 409, 413, 422, 503),
+          response="TrainAccepted", status=202, errors=(400, 401, 404, 409, 413, 422, 503),
           max_body="train_max_body_bytes", tag="models"),
-    Route("GET", "/models/jobs/{job_id}", job, native.PROTOCOL, "training_job", response=s.TrainingJob,
+    Route("GET", "/models/jobs/{job_id}", job, native.PROTOCOL, "training_job", response="TrainingJob",
           errors=(401, 404), tag="models"),
     Route("POST", "/models/{name}/rollback", rollback, native.PROTOCOL, "rollback_model", body_required=False,
-          response=s.RolledBack, errors=(401, 404, 409, 503), tag="models"),
+          response="RolledBack", errors=(401, 404, 409, 503), tag="models"),
 ]

@@ -4,7 +4,6 @@ tensors, and the model repository extension."""
 from __future__ import annotations
 
 from ml_service import __version__
-from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs import v2
@@ -85,32 +84,32 @@ async def repository_unload(call: Call) -> Reply:
 _INFER_ERRORS = (400, 401, 404, 413, 422, 503, 504)
 _META_ERRORS = (401, 404, 503)
 ROUTES = [
-    Route("GET", "/v2/health/live", live, v2.PROTOCOL, "v2_live", auth=False, response=s.V2Live, tag="v2"),
-    Route("GET", "/v2/health/ready", ready, v2.PROTOCOL, "v2_ready", auth=False, response=s.V2Ready, errors=(503,),
+    Route("GET", "/v2/health/live", live, v2.PROTOCOL, "v2_live", auth=False, response="V2Live", tag="v2"),
+    Route("GET", "/v2/health/ready", ready, v2.PROTOCOL, "v2_ready", auth=False, response="V2Ready", errors=(503,),
           tag="v2"),
-    Route("GET", "/v2", server_metadata, v2.PROTOCOL, "v2_server_metadata", response=s.ServerMetadata, errors=(401,),
+    Route("GET", "/v2", server_metadata, v2.PROTOCOL, "v2_server_metadata", response="ServerMetadata", errors=(401,),
           tag="v2"),
-    Route("GET", "/v2/models/{model}", model_metadata, v2.PROTOCOL, "v2_model_metadata", response=s.ModelMetadata,
+    Route("GET", "/v2/models/{model}", model_metadata, v2.PROTOCOL, "v2_model_metadata", response="ModelMetadata",
           errors=_META_ERRORS, tag="v2"),
     Route("GET", "/v2/models/{model}/versions/{version}", model_metadata, v2.PROTOCOL, "v2_model_version_metadata",
-          response=s.ModelMetadata, errors=_META_ERRORS, tag="v2"),
-    Route("GET", "/v2/models/{model}/ready", model_ready, v2.PROTOCOL, "v2_model_ready", response=s.ModelReadyState,
+          response="ModelMetadata", errors=_META_ERRORS, tag="v2"),
+    Route("GET", "/v2/models/{model}/ready", model_ready, v2.PROTOCOL, "v2_model_ready", response="ModelReadyState",
           errors=_META_ERRORS, tag="v2"),
     Route("GET", "/v2/models/{model}/versions/{version}/ready", model_ready, v2.PROTOCOL, "v2_model_version_ready",
-          response=s.ModelReadyState, errors=_META_ERRORS, tag="v2"),
+          response="ModelReadyState", errors=_META_ERRORS, tag="v2"),
     Route("POST", "/v2/models/{model}/infer", infer, v2.PROTOCOL, "v2_infer", body=v2.InferRequestBody,
-          binary_body=True, response=s.InferResponseBody, errors=_INFER_ERRORS, watch_disconnect=True, limited=True,
+          binary_body=True, response="InferResponseBody", errors=_INFER_ERRORS, watch_disconnect=True, limited=True,
           tag="v2"),
     Route("POST", "/v2/models/{model}/versions/{version}/infer", infer, v2.PROTOCOL, "v2_infer_version",
-          body=v2.InferRequestBody, binary_body=True, response=s.InferResponseBody, errors=_INFER_ERRORS,
+          body=v2.InferRequestBody, binary_body=True, response="InferResponseBody", errors=_INFER_ERRORS,
           watch_disconnect=True, limited=True, tag="v2"),
     Route("POST", "/v2/repository/index", repository_index, v2.PROTOCOL, "v2_repository_index",
-          body=v2.RepositoryIndexBody, body_required=False, response=s.RepositoryIndex, errors=(400, 401, 422),
+          body=v2.RepositoryIndexBody, body_required=False, response="RepositoryIndex", errors=(400, 401, 422),
           tag="v2"),
     Route("POST", "/v2/repository/models/{model}/load", repository_load, v2.PROTOCOL, "v2_repository_load",
-          body=v2.RepositoryModelBody, body_required=False, response=s.RepositoryLoaded,
+          body=v2.RepositoryModelBody, body_required=False, response="RepositoryLoaded",
           errors=(400, 401, 404, 422, 503), tag="v2"),
     Route("POST", "/v2/repository/models/{model}/unload", repository_unload, v2.PROTOCOL, "v2_repository_unload",
-          body=v2.RepositoryModelBody, body_required=False, response=s.RepositoryUnloaded,
+          body=v2.RepositoryModelBody, body_required=False, response="RepositoryUnloaded",
           errors=(400, 401, 404, 422), tag="v2"),
 ]

@@ -3,7 +3,6 @@ probe and predict. Vertex's front end authenticates its callers; what it forward
 
 from __future__ import annotations
 
-from ml_service.api import schemas as s
 from ml_service.api.http import Call, Reply, json_reply
 from ml_service.api.router import Route
 from ml_service.codecs import vertex
@@ -40,9 +39,9 @@ def routes(settings: Settings) -> list[Route]:
     if not settings.vertex:
         return []
     out = [Route("GET", health_route(settings), health, vertex.PROTOCOL, "vertex_health", auth=False,
-                 response=s.VertexHealth, errors=(503,), tag="vertex")]
+                 response="VertexHealth", errors=(503,), tag="vertex")]
     for i, path in enumerate(predict_routes(settings)):
         out.append(Route("POST", path, predict, vertex.PROTOCOL, "vertex_predict" if i == 0 else f"vertex_predict_{i}",
-                         auth=False, body=vertex.VertexPredictBody, response=s.VertexPredictResponse,
+                         auth=False, body=vertex.VertexPredictBody, response="VertexPredictResponse",
                          errors=(400, 503, 504), watch_disconnect=True, limited=True, tag="vertex"))
     return out

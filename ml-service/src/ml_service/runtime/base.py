@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ class Runtime(ABC):
     """One loaded model file. `predict` may be called from several compute threads at once."""
 
     name: str = "base"
+    library: str = ""  # the module of the library it runs models with
 
     def __init__(self, path: Path, manifest: Manifest, options: RuntimeOptions) -> None:
         self.path = path
@@ -65,6 +68,23 @@ class Runtime(ABC):
     def device(self) -> str:
         """Where the model runs ('cpu' or 'cuda')."""
         return "cpu"
+
+    def library_version(self) -> str:
+        """Which build of its library is installed (part of what a load profile is valid for): the library's
+        module file and when it was written, found without importing it (which would cost ~0.4 s of metadata
+        reading, or count its memory to the wrong model)."""
+        return _installed(self.library) if self.library else ""
+
+
+@functools.cache
+def _installed(module: str) -> str:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return ""
+    try:
+        return f"{spec.origin}@{Path(spec.origin).stat().st_mtime_ns}"
+    except OSError:
+        return ""
 
 
 #: runtime name -> "module:class", imported only when a model needs it (heavy imports stay lazy)

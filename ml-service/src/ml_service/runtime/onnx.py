@@ -45,6 +45,7 @@ class OnnxRuntime(Runtime):
     """An `onnxruntime.InferenceSession` over one .onnx file."""
 
     name = "onnx"
+    library = "onnxruntime"
 
     def __init__(self, path: Path, manifest: Manifest, options: RuntimeOptions) -> None:
         super().__init__(path, manifest, options)

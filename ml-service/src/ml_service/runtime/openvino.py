@@ -16,6 +16,7 @@ class OpenVinoRuntime(Runtime):
     """An OpenVINO compiled model; each compute thread gets its own infer request."""
 
     name = "openvino"
+    library = "openvino"
 
     def __init__(self, path: Path, manifest: Manifest, options: RuntimeOptions) -> None:
         super().__init__(path, manifest, options)

@@ -15,6 +15,7 @@ class TorchScriptRuntime(Runtime):
     """A TorchScript module; inputs are passed positionally in the manifest's declared order."""
 
     name = "torchscript"
+    library = "torch"
 
     def __init__(self, path: Path, manifest: Manifest, options: RuntimeOptions) -> None:
         super().__init__(path, manifest, options)

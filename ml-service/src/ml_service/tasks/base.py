@@ -116,15 +116,16 @@ class ModelTask(ABC):
         memory reaches its working size before it is measured, and a bad model fails at load."""
         return []
 
-    def validate(self, runtime: Runtime) -> None:
-        """Run the warm-up batch and check the outputs against what the manifest declares (labels)."""
+    def validate(self, runtime: Runtime, full: bool = True) -> None:
+        """Run the warm-up batch (`full`; else one small item, for files that passed a full one before) and check
+        the outputs against what the manifest declares (labels)."""
         labels = self.version.labels
         if labels:
             for spec in runtime.outputs:
                 if len(spec.shape) == 2 and spec.shape[-1] > 0 and spec.shape[-1] != len(labels):
                     raise LabelsMismatch(f"output '{spec.name}' has {spec.shape[-1]} classes but the labels file "
                                          f"has {len(labels)}")
-        rows = self.run_local(runtime, self.warmup_items())
+        rows = self.run_local(runtime, self.warmup_items() if full else self.release_items())
         probs = rows[0].get("probabilities") if rows else None
         if labels and probs is not None and probs.shape[-1] != len(labels):
             raise LabelsMismatch(f"the model has {probs.shape[-1]} classes but the labels file has {len(labels)}")

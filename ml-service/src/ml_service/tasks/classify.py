@@ -45,9 +45,9 @@ class Classifier(ModelTask):
 
         return step
 
-    def validate(self, runtime: Runtime) -> None:
+    def validate(self, runtime: Runtime, full: bool = True) -> None:
         if not self.is_head:
-            super().validate(runtime)
+            super().validate(runtime, full)
             return
         spec = runtime.inputs[0] if runtime.inputs else None
         dim = spec.shape[-1] if spec is not None and spec.shape and spec.shape[-1] > 0 else None
