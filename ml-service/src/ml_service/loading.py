@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
 import os
 import re
 import threading
@@ -19,21 +17,19 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ml_service.batching import Batcher, ShedPolicy
 from ml_service.dataplane import ModelSpec
 from ml_service.manifest import Batching
 from ml_service.memory import peak_rss_bytes, reset_peak_rss, rss_bytes, trim_heap
+from ml_service.profiles import LoadProfile, LoadProfiles, profile_setup
 from ml_service.repository import ModelEntry, ModelVersion
 from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
 from ml_service.settings import Settings
 from ml_service.tasks import Classifier, ModelTask, PostStep, create_task, model_spec
 from ml_service.tasks.base import LabelsMismatch
 
-log = logging.getLogger(__name__)
 _PATH_RE = re.compile(r"[^\s:'\"/]*(?:/[^\s:'\"/]+)+")
-PROFILES_FILE = ".load-profiles.json"  # in the repository's root, beside the model directories
 
 
 class _LoadGate:
@@ -71,65 +67,6 @@ class _LoadGate:
 
 
 _GATE = _LoadGate()
-
-
-@dataclass(frozen=True)
-class LoadProfile:
-    """What loading one version's files cost when measured: the budget figure and the resident growth."""
-
-    memory_bytes: int
-    resident_bytes: int
-
-
-class LoadProfiles:
-    """The load profiles of one repository, kept in `<root>/.load-profiles.json`: per model version, the
-    fingerprint of its files, the set-up it was measured under (runtime library, device, workers, threads) and
-    its cost. A profile counts only for the very files and set-up it was measured with; a directory that cannot
-    be written (a read-only mount) just means every load is measured."""
-
-    def __init__(self, root: Path | None) -> None:
-        self.path = root / PROFILES_FILE if root is not None else None
-        self._lock = threading.Lock()
-        self._data: dict[str, dict[str, object]] | None = None
-
-    def _read(self) -> dict[str, dict[str, object]]:
-        if self._data is None:
-            data: object = {}
-            if self.path is not None:
-                try:
-                    data = json.loads(self.path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    data = {}
-            self._data = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-        return self._data
-
-    def get(self, key: str, fingerprint: str, setup: str) -> LoadProfile | None:
-        """The profile of these files under this set-up, if one was measured."""
-        with self._lock:
-            p = self._read().get(key)
-        if p is None or p.get("fingerprint") != fingerprint or p.get("setup") != setup:
-            return None
-        memory, resident = p.get("memory_bytes"), p.get("resident_bytes")
-        if not isinstance(memory, int) or not isinstance(resident, int) or memory <= 0 or resident <= 0:
-            return None
-        return LoadProfile(memory, resident)
-
-    def put(self, key: str, fingerprint: str, setup: str, profile: LoadProfile) -> None:
-        """Remember a measured load (replacing the version's earlier profile); written at once, atomically."""
-        if self.path is None:
-            return
-        with self._lock:
-            data = self._read()
-            data[key] = {"fingerprint": fingerprint, "setup": setup, "memory_bytes": profile.memory_bytes,
-                         "resident_bytes": profile.resident_bytes}
-            tmp = self.path.with_name(f"{PROFILES_FILE}.{os.getpid()}.tmp")
-            try:
-                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-                os.replace(tmp, self.path)
-            except OSError as exc:
-                log.debug("load profiles not kept (%s): every restart measures its loads", type(exc).__name__)
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
 
 
 class LoadFailure(Exception):
@@ -236,13 +173,6 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
                        profiled=profile is not None)
 
 
-def profile_setup(runtime: Runtime, settings: Settings, options: RuntimeOptions) -> str:
-    """What a load's cost depends on beside its files: the runtime and its library, the device asked for, the
-    compute workers and threads, and whether working memory is given back."""
-    return (f"{runtime.name} {runtime.library_version()} device={options.device} workers={settings.workers()} "
-            f"threads={options.threads} release={options.arena_shrinkage}")
-
-
 def shed_policy(settings: Settings, batching: Batching) -> ShedPolicy:
     """A version's queue-delay bound: its model.toml's target wait, else the server's."""
     target = batching.target_wait_ms if batching.target_wait_ms is not None else settings.target_wait_ms
@@ -256,5 +186,4 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-__all__ = ["LoadFailure", "LoadProfile", "LoadProfiles", "LoadedModel", "describe_failure", "load_version",
-           "profile_setup", "shed_policy"]
+__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "shed_policy"]

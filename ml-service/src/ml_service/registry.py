@@ -31,10 +31,10 @@ from typing import Literal
 
 from ml_service.batching import Batcher, BatchObserver
 from ml_service.errors import ModelFailed
-from ml_service.loading import LoadedModel, LoadFailure, LoadProfiles, load_version
+from ml_service.loading import LoadedModel, LoadFailure, load_version
 from ml_service.memory import MemoryBudget, estimate_bytes, trim_heap
+from ml_service.profiles import LoadProfiles, runtime_options
 from ml_service.repository import ModelEntry, ModelVersion
-from ml_service.runtime.base import RuntimeOptions
 from ml_service.settings import Settings
 from ml_service.tasks import TASKS, PostStep
 
@@ -86,8 +86,7 @@ class ModelRegistry:
     def __init__(self, settings: Settings, events: ModelEvents | None = None) -> None:
         self.settings = settings
         self.events = events or ModelEvents()
-        self.options = RuntimeOptions(threads=settings.threads, device=settings.device,
-                                      spinning=settings.ort_spinning, arena_shrinkage=settings.release_idle_s > 0)
+        self.options = runtime_options(settings)
         self._slots: dict[Key, _Slot] = {}
         self.profiles = LoadProfiles(settings.model_cache_dir if settings.load_profiles else None)
         self.budget = MemoryBudget(settings.memory_budget_mb * 1024 * 1024, settings.eviction_idle_s,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import threading
 
-from ml_service.loading import PROFILES_FILE, LoadProfile, LoadProfiles, _LoadGate
+from ml_service.loading import _LoadGate
+from ml_service.profiles import PROFILES_FILE, LoadProfile, LoadProfiles
 
 from .registry_support import make_registry, run
 

@@ -1,0 +1,94 @@
+"""Load profiles: what loading a version's files cost when it was measured (loading.py), kept in the repository so
+that later loads of the same files under the same settings can take it instead of measuring again. Light on
+imports (the runtime's base, the settings)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_service.runtime.base import Runtime, RuntimeOptions
+from ml_service.settings import Settings
+
+log = logging.getLogger(__name__)
+PROFILES_FILE = ".load-profiles.json"  # in the repository's root, beside the model directories
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    """What the runtimes are told, from the settings."""
+    return RuntimeOptions(threads=settings.threads, device=settings.device, spinning=settings.ort_spinning,
+                          arena_shrinkage=settings.release_idle_s > 0)
+
+
+def profile_setup(runtime: Runtime, settings: Settings, options: RuntimeOptions) -> str:
+    """What a load's cost depends on beside its files: the runtime and its library, the device asked for, the
+    compute workers and threads, and whether working memory is given back."""
+    return (f"{runtime.name} {runtime.library_version()} device={options.device} workers={settings.workers()} "
+            f"threads={options.threads} release={options.arena_shrinkage}")
+
+
+@dataclass(frozen=True)
+class LoadProfile:
+    """What loading one version's files cost when measured: the budget figure and the resident growth."""
+
+    memory_bytes: int
+    resident_bytes: int
+
+
+class LoadProfiles:
+    """The load profiles of one repository, kept in `<root>/.load-profiles.json`: per model version, the
+    fingerprint of its files, the set-up it was measured under (runtime library, device, workers, threads) and
+    its cost. A profile counts only for the very files and set-up it was measured with; a directory that cannot
+    be written (a read-only mount) just means every load is measured."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.path = root / PROFILES_FILE if root is not None else None
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, object]] | None = None
+
+    def _read(self) -> dict[str, dict[str, object]]:
+        if self._data is None:
+            data: object = {}
+            if self.path is not None:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    data = {}
+            self._data = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+        return self._data
+
+    def get(self, key: str, fingerprint: str, setup: str) -> LoadProfile | None:
+        """The profile of these files under this set-up, if one was measured."""
+        with self._lock:
+            p = self._read().get(key)
+        if p is None or p.get("fingerprint") != fingerprint or p.get("setup") != setup:
+            return None
+        memory, resident = p.get("memory_bytes"), p.get("resident_bytes")
+        if not isinstance(memory, int) or not isinstance(resident, int) or memory <= 0 or resident <= 0:
+            return None
+        return LoadProfile(memory, resident)
+
+    def put(self, key: str, fingerprint: str, setup: str, profile: LoadProfile) -> None:
+        """Remember a measured load (replacing the version's earlier profile); written at once, atomically."""
+        if self.path is None:
+            return
+        with self._lock:
+            data = self._read()
+            data[key] = {"fingerprint": fingerprint, "setup": setup, "memory_bytes": profile.memory_bytes,
+                         "resident_bytes": profile.resident_bytes}
+            tmp = self.path.with_name(f"{PROFILES_FILE}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                log.debug("load profiles not kept (%s): every restart measures its loads", type(exc).__name__)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
+__all__ = ["PROFILES_FILE", "LoadProfile", "LoadProfiles", "profile_setup", "runtime_options"]
