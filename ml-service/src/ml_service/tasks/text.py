@@ -127,6 +127,10 @@ class TextClassificationTask(Classifier, TextTask):
     def signature(cls, manifest: Manifest, labels: Sequence[str]) -> Signature:
         return Signature((text_input(manifest),), classifier_outputs(labels), "classification")
 
+    def load(self) -> None:
+        if not self.is_head:  # a head's texts are tokenized by its encoder's task: it needs no tokenizer
+            super().load()
+
     def check_item(self, item: Any, where: str) -> None:
         super().check_item(item, where)
         if not item.strip():  # a label for nothing is a wrong answer; embedding "" stays allowed (as OpenAI)
