@@ -17,6 +17,7 @@ from ml_service.settings import Settings
 
 log = logging.getLogger(__name__)
 PROFILES_FILE = ".load-profiles.json"  # in the repository's root, beside the model directories
+_SETUPS_KEPT = 4  # set-ups remembered per version
 
 
 def runtime_options(settings: Settings) -> RuntimeOptions:
@@ -41,32 +42,36 @@ class LoadProfile:
 
 
 class LoadProfiles:
-    """The load profiles of one repository, kept in `<root>/.load-profiles.json`: per model version, the
-    fingerprint of its files, the set-up it was measured under (runtime library, device, workers, threads) and
-    its cost. A profile counts only for the very files and set-up it was measured with; a directory that cannot
-    be written (a read-only mount) just means every load is measured."""
+    """The load profiles of one repository, kept in `<root>/.load-profiles.json`: per model version, one entry per
+    set-up it was measured under (runtime library, device, workers, threads; replicas with other settings may
+    share the repository), each with the fingerprint of the files and their cost. A profile counts only for the
+    very files and set-up it was measured with; a directory that cannot be written (a read-only mount) just means
+    every load is measured."""
 
     def __init__(self, root: Path | None) -> None:
         self.path = root / PROFILES_FILE if root is not None else None
         self._lock = threading.Lock()
-        self._data: dict[str, dict[str, object]] | None = None
+        self._data: dict[str, list[dict[str, object]]] | None = None
 
-    def _read(self) -> dict[str, dict[str, object]]:
-        if self._data is None:
-            data: object = {}
-            if self.path is not None:
-                try:
-                    data = json.loads(self.path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    data = {}
-            self._data = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-        return self._data
+    def _read(self) -> dict[str, list[dict[str, object]]]:
+        data: object = {}
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: [e for e in v if isinstance(e, dict)] for k, v in data.items() if isinstance(v, list)}
 
     def get(self, key: str, fingerprint: str, setup: str) -> LoadProfile | None:
-        """The profile of these files under this set-up, if one was measured."""
+        """The profile of these files (`key`: name:version) under this set-up, if one was measured."""
         with self._lock:
-            p = self._read().get(key)
-        if p is None or p.get("fingerprint") != fingerprint or p.get("setup") != setup:
+            if self._data is None:
+                self._data = self._read()
+            entries = self._data.get(key, [])
+        p = next((e for e in entries if e.get("setup") == setup), None)
+        if p is None or p.get("fingerprint") != fingerprint:
             return None
         memory, resident = p.get("memory_bytes"), p.get("resident_bytes")
         if not isinstance(memory, int) or not isinstance(resident, int) or memory <= 0 or resident <= 0:
@@ -74,14 +79,18 @@ class LoadProfiles:
         return LoadProfile(memory, resident)
 
     def put(self, key: str, fingerprint: str, setup: str, profile: LoadProfile) -> None:
-        """Remember a measured load (replacing the version's earlier profile); written at once, atomically."""
+        """Remember a measured load (replacing what this set-up measured for the version before, and keeping the
+        last few set-ups); merged into the file as it is now and written at once, atomically."""
         if self.path is None:
             return
+        entry: dict[str, object] = {"fingerprint": fingerprint, "setup": setup,
+                                    "memory_bytes": profile.memory_bytes, "resident_bytes": profile.resident_bytes}
         with self._lock:
-            data = self._read()
-            data[key] = {"fingerprint": fingerprint, "setup": setup, "memory_bytes": profile.memory_bytes,
-                         "resident_bytes": profile.resident_bytes}
-            tmp = self.path.with_name(f"{PROFILES_FILE}.{os.getpid()}.tmp")
+            data = self._read()  # as another process may have written it since
+            others = [e for e in data.get(key, []) if e.get("setup") != setup]
+            data[key] = [*others[-(_SETUPS_KEPT - 1):], entry]
+            self._data = data
+            tmp = self.path.with_name(f"{PROFILES_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
                 tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
                 os.replace(tmp, self.path)

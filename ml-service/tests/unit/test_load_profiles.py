@@ -43,7 +43,7 @@ def test_the_first_load_is_measured_and_kept_and_a_restart_takes_its_profile(rep
     first, batches = _load(repo_root, settings_for)
     assert not first.profiled
     assert batches == [4, 4]  # a full batch on each of the two workers
-    kept = json.loads((repo_root / PROFILES_FILE).read_text())["m:1"]
+    (kept,) = json.loads((repo_root / PROFILES_FILE).read_text())["m:1"]
     assert kept["fingerprint"] == first.mv.fingerprint
     assert (kept["memory_bytes"], kept["resident_bytes"]) == (first.memory_bytes, first.resident_bytes)
 
@@ -59,10 +59,13 @@ def test_other_files_or_other_settings_are_measured_again(repo_root, make_model,
     (mdir / "1" / "model.fake").write_bytes(b"republished")
     model, batches = _load(repo_root, settings_for)
     assert not model.profiled and batches == [4, 4]
-    assert json.loads((repo_root / PROFILES_FILE).read_text())["m:1"]["fingerprint"] == model.mv.fingerprint
+    (kept,) = json.loads((repo_root / PROFILES_FILE).read_text())["m:1"]
+    assert kept["fingerprint"] == model.mv.fingerprint
     model, _ = _load(repo_root, settings_for, intra_op_threads=2)  # measured under other settings
     assert not model.profiled
     model, _ = _load(repo_root, settings_for, intra_op_threads=2)
+    assert model.profiled
+    model, _ = _load(repo_root, settings_for)  # each set-up keeps its own (replicas with other settings)
     assert model.profiled
 
 
@@ -93,10 +96,19 @@ def test_a_profile_counts_only_for_its_fingerprint_and_setup(tmp_path):
     assert reread.get("m:1", "f2", "setup-a") is None
     assert reread.get("m:1", "f1", "setup-b") is None
     assert reread.get("m:2", "f1", "setup-a") is None
-    profiles.put("m:1", "f2", "setup-a", LoadProfile(400, 250))  # a version keeps one profile: its latest files
+    profiles.put("m:1", "f2", "setup-a", LoadProfile(400, 250))  # a set-up keeps one profile: its latest files
     assert LoadProfiles(tmp_path).get("m:1", "f1", "setup-a") is None
-    (tmp_path / PROFILES_FILE).write_text(json.dumps({"m:1": {"fingerprint": "f2", "setup": "setup-a",
-                                                              "memory_bytes": "many", "resident_bytes": 1}}))
+    LoadProfiles(tmp_path).put("m:2", "f1", "setup-a", LoadProfile(10, 5))  # another process, meanwhile
+    profiles.put("m:1", "f2", "setup-b", LoadProfile(500, 260))
+    merged = LoadProfiles(tmp_path)
+    assert merged.get("m:2", "f1", "setup-a") == LoadProfile(10, 5)  # not lost by the first one's write
+    assert merged.get("m:1", "f2", "setup-a") == LoadProfile(400, 250)
+    assert merged.get("m:1", "f2", "setup-b") == LoadProfile(500, 260)
+    for i in range(6):
+        profiles.put("m:1", "f2", f"setup-{i}", LoadProfile(1, 1))
+    assert len(json.loads((tmp_path / PROFILES_FILE).read_text())["m:1"]) == 4  # the last few set-ups
+    (tmp_path / PROFILES_FILE).write_text(json.dumps({"m:1": [{"fingerprint": "f2", "setup": "setup-a",
+                                                               "memory_bytes": "many", "resident_bytes": 1}]}))
     assert LoadProfiles(tmp_path).get("m:1", "f2", "setup-a") is None
     assert LoadProfiles(None).get("m:1", "f1", "setup-a") is None
     LoadProfiles(None).put("m:1", "f1", "setup-a", LoadProfile(1, 1))  # nowhere to keep it: nothing happens
