@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ml_service.batching import Batcher, ShedPolicy
 from ml_service.dataplane import ModelSpec
+from ml_service.errors import ManifestError
 from ml_service.manifest import Batching
 from ml_service.memory import peak_rss_bytes, reset_peak_rss, rss_bytes, trim_heap
 from ml_service.profiles import LoadProfile, LoadProfiles, profile_setup
@@ -29,22 +31,26 @@ from ml_service.settings import Settings
 from ml_service.tasks import Classifier, ModelTask, PostStep, create_task, model_spec
 from ml_service.tasks.base import LabelsMismatch
 
+log = logging.getLogger(__name__)
 _PATH_RE = re.compile(r"[^\s:'\"/]*(?:/[^\s:'\"/]+)+")
 
 
 class _LoadGate:
     """Measured loads run alone, so the RSS growth is the model's own; profiled loads run side by side, never
-    beside a measured one."""
+    beside a measured one; once a measured load waits, new profiled ones wait behind it (it is not starved)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._shared = 0
         self._alone = False
+        self._waiting_alone = 0
 
     @contextlib.contextmanager
     def alone(self) -> Iterator[None]:
         with self._cond:
+            self._waiting_alone += 1
             self._cond.wait_for(lambda: not self._alone and self._shared == 0)
+            self._waiting_alone -= 1
             self._alone = True
         try:
             yield
@@ -56,7 +62,7 @@ class _LoadGate:
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: not self._alone)
+            self._cond.wait_for(lambda: not self._alone and not self._waiting_alone)
             self._shared += 1
         try:
             yield
@@ -155,13 +161,19 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
         trim_heap()  # what reading the file took and freed goes back to the OS
         if profile is None:
             resident = max(rss_bytes() - before, 1)
-    if profile is not None:
+    if profile is not None and profile.device != runtime.device:  # `auto` found another device than measured
+        log.warning("model %s: its load profile was measured on %s, it loaded on %s; counting its estimate until "
+                    "it is measured again", key, profile.device, runtime.device)
+        memory, resident, profile = max(profile.memory_bytes, estimate), profile.resident_bytes, None
+        if profiles is not None:
+            profiles.forget(key, setup)
+    elif profile is not None:
         memory, resident = profile.memory_bytes, profile.resident_bytes
     else:
         # the estimate stays a floor: a load measured while other models compute can read low
         memory = max(resident, peak, 1 if head else estimate)
         if profiles is not None:
-            profiles.put(key, mv.fingerprint, setup, LoadProfile(memory, resident))
+            profiles.put(key, mv.fingerprint, setup, LoadProfile(memory, resident, runtime.device))
     spec = model_spec(entry, mv)
     if head:
         assert isinstance(task, Classifier)
@@ -171,6 +183,20 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
                       release_idle_s=settings.release_idle_s, shedding=shed_policy(settings, manifest.batching))
     return LoadedModel(entry.name, mv.number, mv, runtime, task, spec, batcher, memory, resident_bytes=resident,
                        profiled=profile is not None)
+
+
+def profiled_cost(entry: ModelEntry, mv: ModelVersion, settings: Settings, options: RuntimeOptions,
+                  profiles: LoadProfiles) -> int | None:
+    """What the load profile says these files cost under these settings (the budget figure), before loading them;
+    None when they have not been measured."""
+    manifest = mv.manifest
+    assert manifest is not None
+    try:
+        runtime = create_runtime(entry.file(mv, manifest.file), manifest, options)  # not loaded: names its library
+    except ManifestError:  # the load itself reports it
+        return None
+    profile = profiles.get(f"{entry.name}:{mv.number}", mv.fingerprint, profile_setup(runtime, settings, options))
+    return profile.memory_bytes if profile is not None else None
 
 
 def shed_policy(settings: Settings, batching: Batching) -> ShedPolicy:
@@ -186,4 +212,4 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "shed_policy"]
+__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "profiled_cost", "shed_policy"]

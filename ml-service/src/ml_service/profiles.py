@@ -8,10 +8,12 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml_service import __version__
 from ml_service.runtime.base import Runtime, RuntimeOptions
 from ml_service.settings import Settings
 
@@ -27,18 +29,20 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
 
 
 def profile_setup(runtime: Runtime, settings: Settings, options: RuntimeOptions) -> str:
-    """What a load's cost depends on beside its files: the runtime and its library, the device asked for, the
-    compute workers and threads, and whether working memory is given back."""
-    return (f"{runtime.name} {runtime.library_version()} device={options.device} workers={settings.workers()} "
-            f"threads={options.threads} release={options.arena_shrinkage}")
+    """What a load's cost depends on beside its files: this service's release, the runtime and its library, the
+    device setting, the compute workers and threads, and whether working memory is given back."""
+    return (f"ml-service {__version__} {runtime.name} {runtime.library_version()} device={options.device} "
+            f"workers={settings.workers()} threads={options.threads} release={options.arena_shrinkage}")
 
 
 @dataclass(frozen=True)
 class LoadProfile:
-    """What loading one version's files cost when measured: the budget figure and the resident growth."""
+    """What loading one version's files cost when measured: the budget figure, the resident growth, and the device
+    the runtime ended up on (the setting may say `auto`)."""
 
     memory_bytes: int
     resident_bytes: int
+    device: str
 
 
 class LoadProfiles:
@@ -73,31 +77,50 @@ class LoadProfiles:
         p = next((e for e in entries if e.get("setup") == setup), None)
         if p is None or p.get("fingerprint") != fingerprint:
             return None
-        memory, resident = p.get("memory_bytes"), p.get("resident_bytes")
-        if not isinstance(memory, int) or not isinstance(resident, int) or memory <= 0 or resident <= 0:
+        memory, resident, device = p.get("memory_bytes"), p.get("resident_bytes"), p.get("device")
+        if (not isinstance(memory, int) or not isinstance(resident, int) or memory <= 0 or resident <= 0
+                or not isinstance(device, str)):
             return None
-        return LoadProfile(memory, resident)
+        return LoadProfile(memory, resident, device)
 
     def put(self, key: str, fingerprint: str, setup: str, profile: LoadProfile) -> None:
         """Remember a measured load (replacing what this set-up measured for the version before, and keeping the
-        last few set-ups); merged into the file as it is now and written at once, atomically."""
+        last few set-ups)."""
+        entry: dict[str, object] = {"fingerprint": fingerprint, "setup": setup, "device": profile.device,
+                                    "memory_bytes": profile.memory_bytes, "resident_bytes": profile.resident_bytes}
+        self._update(key, setup, entry)
+
+    def forget(self, key: str, setup: str) -> None:
+        """Drop what this set-up measured for the version (it no longer holds): its next load is measured."""
+        self._update(key, setup, None)
+
+    def _update(self, key: str, setup: str, entry: dict[str, object] | None) -> None:
+        """Set or drop one set-up's entry, merged into the file as it is now and written at once, atomically;
+        versions gone from the repository are dropped on the way."""
         if self.path is None:
             return
-        entry: dict[str, object] = {"fingerprint": fingerprint, "setup": setup,
-                                    "memory_bytes": profile.memory_bytes, "resident_bytes": profile.resident_bytes}
         with self._lock:
             data = self._read()  # as another process may have written it since
+            root = self.path.parent
+            data = {k: v for k, v in data.items()
+                    if k == key or (root / k.rpartition(":")[0] / k.rpartition(":")[2]).is_dir()}
             others = [e for e in data.get(key, []) if e.get("setup") != setup]
-            data[key] = [*others[-(_SETUPS_KEPT - 1):], entry]
+            data[key] = [*others[-(_SETUPS_KEPT - 1):], entry] if entry is not None else others
             self._data = data
-            tmp = self.path.with_name(f"{PROFILES_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
-                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+                fd, tmp = tempfile.mkstemp(prefix=PROFILES_FILE, suffix=".tmp", dir=root)
+            except OSError as exc:
+                log.debug("load profiles not kept (%s): every restart measures its loads", type(exc).__name__)
+                return
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(data, f, indent=1, sort_keys=True)
+                os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from replicas running as another user
                 os.replace(tmp, self.path)
             except OSError as exc:
                 log.debug("load profiles not kept (%s): every restart measures its loads", type(exc).__name__)
                 with contextlib.suppress(OSError):
-                    tmp.unlink()
+                    os.unlink(tmp)
 
 
 __all__ = ["PROFILES_FILE", "LoadProfile", "LoadProfiles", "profile_setup", "runtime_options"]

@@ -31,7 +31,7 @@ from typing import Literal
 
 from ml_service.batching import Batcher, BatchObserver
 from ml_service.errors import ModelFailed
-from ml_service.loading import LoadedModel, LoadFailure, load_version
+from ml_service.loading import LoadedModel, LoadFailure, load_version, profiled_cost
 from ml_service.memory import MemoryBudget, estimate_bytes, trim_heap
 from ml_service.profiles import LoadProfiles, runtime_options
 from ml_service.repository import ModelEntry, ModelVersion
@@ -231,13 +231,16 @@ class ModelRegistry:
         if slot.failure is not None and slot.failure[0] == mv.fingerprint and not retry_failed:
             raise ModelFailed(f"model '{entry.name}' version {mv.number} failed to load: {slot.failure[1]}; "
                               "it is tried again once its files change, or on an explicit load")
-        need = slot.measured_bytes or self.estimate(entry, mv)
+        floor = need = slot.measured_bytes or self.estimate(entry, mv)
+        if slot.measured_bytes is None and self.settings.load_profiles:  # a restart: what it cost when measured
+            known = await asyncio.to_thread(profiled_cost, entry, mv, self.settings, self.options, self.profiles)
+            need = known or floor
         await self.budget.make_room(need, key, deadline)
         log.info("loading model %s version %d", *key)
         started = time.perf_counter()
         with self.budget.reserve(key, need):
             try:
-                model = await asyncio.to_thread(self._load_sync, entry, mv, need, self.profiles)
+                model = await asyncio.to_thread(self._load_sync, entry, mv, floor, self.profiles)
             except Exception as exc:
                 self.events.load_failed(*key)
                 reason = exc.reason if isinstance(exc, LoadFailure) else "failed to load (see the service log)"

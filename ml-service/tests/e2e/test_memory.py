@@ -58,13 +58,19 @@ def test_models_report_what_loading_them_costs_and_a_burst_leaves_nothing_behind
 
 def test_profiled_loads_run_side_by_side_and_add_up_to_what_the_process_grows_by(real_models: Path,
                                                                                  tmp_path: Path) -> None:
-    env = {"ML_SERVICE_REPOSITORY_POLL_S": "0"}
-    first = start_server(real_models, tmp_path, {**env, "ML_SERVICE_PRELOAD": "*"})  # measures what has no profile
-    stop_server(first)
-    profiles = json.loads((real_models / ".load-profiles.json").read_text())
-    assert {"intent-classifier:1", "item-classifier:1", "text-embedding:2"} <= set(profiles)
-    server = start_server(real_models, tmp_path, {**env, "ML_SERVICE_PRELOAD": ""})
+    env = {"ML_SERVICE_REPOSITORY_POLL_S": "0", "ML_SERVICE_PRELOAD": ""}
     names = ("intent-classifier", "item-classifier", "text-embedding")
+    first = start_server(real_models, tmp_path, env)
+    try:
+        with first.client() as c:  # one at a time, as on a fresh clone: measures every served version
+            assert [c.post(f"/models/{n}/load").status_code for n in names] == [200] * len(names)
+            loaded = {f"{m['name']}:{v['version']}" for m in c.get("/models").json()["models"]
+                      for v in m["version_details"] if v["memory_mb"] is not None}
+    finally:
+        stop_server(first)
+    profiles = json.loads((real_models / ".load-profiles.json").read_text())
+    assert loaded and loaded <= set(profiles), (loaded, set(profiles))
+    server = start_server(real_models, tmp_path, env)
     try:
         with server.client() as c:
             before = _rss_mb(server.proc.pid)

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
+from ml_service.errors import ModelUnavailable
 from ml_service.loading import _LoadGate
 from ml_service.profiles import PROFILES_FILE, LoadProfile, LoadProfiles
 
@@ -88,30 +91,82 @@ def test_profiles_off_or_unusable_mean_every_load_is_measured(repo_root, make_mo
         assert not model.profiled
 
 
+def _edit_profile(repo_root, **fields) -> None:
+    data = json.loads((repo_root / PROFILES_FILE).read_text())
+    data["m:1"][0].update(fields)
+    (repo_root / PROFILES_FILE).write_text(json.dumps(data))
+
+
+def test_the_budget_holds_room_for_what_the_profile_says_before_loading(repo_root, make_model, settings_for):
+    make_model(repo_root, "m", text_manifest())
+    _load(repo_root, settings_for)
+    _edit_profile(repo_root, memory_bytes=8 * 2**30)  # these files, under these settings, once took 8 GB
+    reg = make_registry(repo_root, settings_for, compute_workers=2, memory_budget_mb=1024)
+
+    async def scenario():
+        with pytest.raises(ModelUnavailable, match="more than the whole memory budget"):
+            await reg.get("m")
+
+    run(reg, scenario)
+    assert reg.loads == []  # refused before anything was loaded, not after
+
+
+def test_a_profile_measured_on_another_device_is_not_taken_and_is_measured_again(repo_root, make_model,
+                                                                                  settings_for):
+    make_model(repo_root, "m", text_manifest())
+    first, _ = _load(repo_root, settings_for)
+    _edit_profile(repo_root, device="cuda", memory_bytes=1)  # `auto` found a GPU when it was measured
+    model, _ = _load(repo_root, settings_for)
+    assert not model.profiled and model.memory_bytes >= first.memory_bytes  # the estimate, not the GPU's figure
+    assert json.loads((repo_root / PROFILES_FILE).read_text())["m:1"] == []  # forgotten
+    model, batches = _load(repo_root, settings_for)
+    assert not model.profiled and batches == [4, 4]  # measured again, on the device it runs on
+    assert _load(repo_root, settings_for)[0].profiled
+
+
+def test_versions_gone_from_the_repository_are_forgotten(repo_root, make_model, settings_for):
+    make_model(repo_root, "m", text_manifest())
+    _load(repo_root, settings_for)
+    data = json.loads((repo_root / PROFILES_FILE).read_text())
+    data["gone:3"] = data["m:1"]
+    (repo_root / PROFILES_FILE).write_text(json.dumps(data))
+    make_model(repo_root, "n", text_manifest())
+    reg = make_registry(repo_root, settings_for, compute_workers=2)
+
+    async def scenario():
+        await reg.get("n")
+
+    run(reg, scenario)
+    assert set(json.loads((repo_root / PROFILES_FILE).read_text())) == {"m:1", "n:1"}
+    assert (repo_root / PROFILES_FILE).stat().st_mode & 0o777 == 0o644  # readable by replicas of another user
+
+
 def test_a_profile_counts_only_for_its_fingerprint_and_setup(tmp_path):
+    for version in ("m/1", "m/2"):
+        (tmp_path / version).mkdir(parents=True)
     profiles = LoadProfiles(tmp_path)
-    profiles.put("m:1", "f1", "setup-a", LoadProfile(300, 200))
+    profiles.put("m:1", "f1", "setup-a", LoadProfile(300, 200, "cpu"))
     reread = LoadProfiles(tmp_path)
-    assert reread.get("m:1", "f1", "setup-a") == LoadProfile(300, 200)
+    assert reread.get("m:1", "f1", "setup-a") == LoadProfile(300, 200, "cpu")
     assert reread.get("m:1", "f2", "setup-a") is None
     assert reread.get("m:1", "f1", "setup-b") is None
     assert reread.get("m:2", "f1", "setup-a") is None
-    profiles.put("m:1", "f2", "setup-a", LoadProfile(400, 250))  # a set-up keeps one profile: its latest files
+    profiles.put("m:1", "f2", "setup-a", LoadProfile(400, 250, "cpu"))  # a set-up keeps one profile: its latest files
     assert LoadProfiles(tmp_path).get("m:1", "f1", "setup-a") is None
-    LoadProfiles(tmp_path).put("m:2", "f1", "setup-a", LoadProfile(10, 5))  # another process, meanwhile
-    profiles.put("m:1", "f2", "setup-b", LoadProfile(500, 260))
+    LoadProfiles(tmp_path).put("m:2", "f1", "setup-a", LoadProfile(10, 5, "cpu"))  # another process, meanwhile
+    profiles.put("m:1", "f2", "setup-b", LoadProfile(500, 260, "cpu"))
     merged = LoadProfiles(tmp_path)
-    assert merged.get("m:2", "f1", "setup-a") == LoadProfile(10, 5)  # not lost by the first one's write
-    assert merged.get("m:1", "f2", "setup-a") == LoadProfile(400, 250)
-    assert merged.get("m:1", "f2", "setup-b") == LoadProfile(500, 260)
+    assert merged.get("m:2", "f1", "setup-a") == LoadProfile(10, 5, "cpu")  # not lost by the first one's write
+    assert merged.get("m:1", "f2", "setup-a") == LoadProfile(400, 250, "cpu")
+    assert merged.get("m:1", "f2", "setup-b") == LoadProfile(500, 260, "cpu")
     for i in range(6):
-        profiles.put("m:1", "f2", f"setup-{i}", LoadProfile(1, 1))
+        profiles.put("m:1", "f2", f"setup-{i}", LoadProfile(1, 1, "cpu"))
     assert len(json.loads((tmp_path / PROFILES_FILE).read_text())["m:1"]) == 4  # the last few set-ups
     (tmp_path / PROFILES_FILE).write_text(json.dumps({"m:1": [{"fingerprint": "f2", "setup": "setup-a",
                                                                "memory_bytes": "many", "resident_bytes": 1}]}))
     assert LoadProfiles(tmp_path).get("m:1", "f2", "setup-a") is None
     assert LoadProfiles(None).get("m:1", "f1", "setup-a") is None
-    LoadProfiles(None).put("m:1", "f1", "setup-a", LoadProfile(1, 1))  # nowhere to keep it: nothing happens
+    LoadProfiles(None).put("m:1", "f1", "setup-a", LoadProfile(1, 1, "cpu"))  # nowhere to keep it: nothing happens
 
 
 def test_profiled_loads_share_the_gate_and_a_measured_one_waits_for_them():
@@ -151,7 +206,16 @@ def test_profiled_loads_share_the_gate_and_a_measured_one_waits_for_them():
     t2.start()
     t2.join(0.2)
     assert t2.is_alive()  # waits for the shared holder
+
+    def shared_late() -> None:
+        with gate.shared():
+            order.append("late shared")
+
+    t3 = threading.Thread(target=shared_late)
+    t3.start()
+    t3.join(0.2)
+    assert t3.is_alive()  # a profiled load arriving now waits behind the measured one: it is not starved
     release.set()
-    t1.join(5)
-    t2.join(5)
-    assert order[-2:] == ["shared done", "alone"]
+    for t in (t1, t2, t3):
+        t.join(5)
+    assert order[-3:] == ["shared done", "alone", "late shared"]
