@@ -4,9 +4,11 @@ serves) -> service (the data plane)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
+from ml_service.loading import prime
 from ml_service.registry import ModelEvents, ModelRegistry
 from ml_service.repository import ModelRepository
 from ml_service.rollout import Rollout
@@ -44,6 +46,9 @@ class Core:
         opts = self.registry.options
         log.info("device %s, %d compute worker(s) per model, %d thread(s) each, memory budget %d MB", opts.device,
                  self.settings.workers(), opts.threads, self.settings.memory_budget_mb)
+        manifests = [mv.manifest for e in entries.values() if e.valid for mv in e.versions.values()
+                     if mv.manifest is not None]
+        await asyncio.to_thread(prime, manifests, opts)  # libraries' one-time costs: the process's, not a model's
         names = self.settings.preload_names
         if names == ["*"]:
             names = [n for n, e in entries.items() if e.valid]

@@ -4,31 +4,33 @@ what it costs in memory. The registry (registry.py) decides when; this is how.
 A version's cost is measured the first time its files load: alone (the process's RSS growth is then its own) and
 with a full-size batch on every compute worker (the peak). The figures are kept in the repository's load profiles
 (`.load-profiles.json`), so later loads of the same files under the same settings, a restart's preloads above all,
-run side by side with a one-item warm-up that still proves the files work and checks their labels."""
+run side by side with a one-item warm-up that still proves the files work and checks their labels. The
+libraries' one-time costs are paid before any of this (`prime`), so no model's figures carry them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ml_service.batching import Batcher, ShedPolicy
 from ml_service.dataplane import ModelSpec
 from ml_service.errors import ManifestError
-from ml_service.manifest import Batching
+from ml_service.manifest import Batching, Manifest
 from ml_service.memory import peak_rss_bytes, reset_peak_rss, rss_bytes, trim_heap
 from ml_service.profiles import LoadProfile, LoadProfiles, profile_setup
 from ml_service.repository import ModelEntry, ModelVersion
-from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime
+from ml_service.runtime.base import Runtime, RuntimeOptions, create_runtime, runtime_class
 from ml_service.settings import Settings
-from ml_service.tasks import Classifier, ModelTask, PostStep, create_task, model_spec
+from ml_service.tasks import TASKS, Classifier, ModelTask, PostStep, create_task, model_spec
 from ml_service.tasks.base import LabelsMismatch
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,7 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
     profile = profiles.get(key, mv.fingerprint, setup) if profiles is not None else None
     with _GATE.shared() if profile is not None else _GATE.alone():
         if profile is None:
-            trim_heap()
+            prime([manifest], options)  # a no-op when start-up did it
         before, peak_known = (rss_bytes(), reset_peak_rss()) if profile is None else (0, False)
         try:
             runtime.load()
@@ -185,6 +187,36 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
                        profiled=profile is not None)
 
 
+_PRIMED: set[str] = set()
+_PRIME_LOCK = threading.Lock()
+
+
+def prime(manifests: Iterable[Manifest], options: RuntimeOptions) -> None:
+    """Pay the one-time costs of the libraries these manifests use (runtime, tokenizer), once per process: at
+    start, and before a load is measured. A measured load is then its model's own cost, whichever loads first
+    (the first ONNX model measured here carried ~30 MB of the library's), and its profile holds in a process where
+    it loads second. A library that fails here is left to the load, which reports it."""
+    with _PRIME_LOCK:
+        for manifest in manifests:
+            hooks: dict[str, Callable[[], None]] = {
+                f"runtime {manifest.runtime}": functools.partial(_prime_runtime, manifest.runtime, options),
+                f"task {manifest.task}": TASKS[manifest.task].prime}
+            for key, hook in hooks.items():
+                if key in _PRIMED:
+                    continue
+                _PRIMED.add(key)
+                try:
+                    hook()
+                except Exception as exc:
+                    log.warning("could not prime %s (%s); its first load counts its one-time costs", key,
+                                type(exc).__name__)
+        trim_heap()
+
+
+def _prime_runtime(name: str, options: RuntimeOptions) -> None:
+    runtime_class(name).prime(options)
+
+
 def profiled_cost(entry: ModelEntry, mv: ModelVersion, settings: Settings, options: RuntimeOptions,
                   profiles: LoadProfiles) -> int | None:
     """What the load profile says these files cost under these settings (the budget figure), before loading them;
@@ -212,4 +244,4 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "profiled_cost", "shed_policy"]
+__all__ = ["LoadFailure", "LoadedModel", "describe_failure", "load_version", "prime", "profiled_cost", "shed_policy"]

@@ -90,3 +90,23 @@ def test_profiled_loads_run_side_by_side_and_add_up_to_what_the_process_grows_by
         assert text.count("as its load profile says") == len(details)
     finally:
         stop_server(server)
+
+
+def test_what_a_model_costs_does_not_depend_on_what_loaded_before_it(real_models: Path, tmp_path: Path) -> None:
+    """The libraries' one-time costs (ONNX Runtime's first session, the tokenizer library: ~30 MB) are paid at
+    start, so the model that happens to load first does not carry them, in this process or in a profile."""
+    env = {"ML_SERVICE_PRELOAD": "", "ML_SERVICE_REPOSITORY_POLL_S": "0", "ML_SERVICE_LOAD_PROFILES": "false"}
+    reported = []
+    for order in (("text-embedding", "intent-classifier"), ("intent-classifier", "text-embedding")):
+        server = start_server(real_models, tmp_path, env)
+        try:
+            with server.client() as c:
+                for name in order:
+                    assert c.post(f"/models/{name}/load").status_code == 200
+                reported.append(_loaded_mb(c.get("/models").json()["models"]))
+        finally:
+            stop_server(server)
+    first, second = reported
+    assert first.keys() == second.keys()
+    for key in first:
+        assert abs(first[key] - second[key]) <= 0.1 * max(first[key], second[key]) + 4, (key, first, second)

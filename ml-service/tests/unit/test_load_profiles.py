@@ -219,3 +219,36 @@ def test_profiled_loads_share_the_gate_and_a_measured_one_waits_for_them():
     for t in (t1, t2, t3):
         t.join(5)
     assert order[-3:] == ["shared done", "alone", "late shared"]
+
+
+def test_priming_runs_each_library_once_and_a_failure_is_left_to_the_load(caplog):
+    from types import SimpleNamespace
+
+    from ml_service import loading
+    from ml_service.runtime.base import RuntimeOptions
+
+    loading._PRIMED.discard("runtime no-such-runtime")
+    broken = SimpleNamespace(runtime="no-such-runtime", task="embedding")
+    with caplog.at_level("WARNING", logger="ml_service.loading"):
+        loading.prime([broken, broken], RuntimeOptions())
+    assert [r.getMessage() for r in caplog.records if "no-such-runtime" in r.getMessage()] == [
+        "could not prime runtime no-such-runtime (ManifestError); its first load counts its one-time costs"]
+    assert {"runtime no-such-runtime", "task embedding"} <= loading._PRIMED
+
+
+def test_the_onnx_priming_graph_is_one_matmul_and_runs():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ml_service.runtime.base import RuntimeOptions
+    from ml_service.runtime.onnx import _PRIME_GRAPH, OnnxRuntime
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "prime",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [0.0] * 16)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="ml-service")
+    model.ir_version = 8
+    assert model.SerializeToString() == _PRIME_GRAPH
+    onnx.checker.check_model(onnx.load_from_string(_PRIME_GRAPH))
+    OnnxRuntime.prime(RuntimeOptions())  # opens and runs it with the models' session options

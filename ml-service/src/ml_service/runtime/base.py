@@ -38,6 +38,12 @@ class Runtime(ABC):
         self.manifest = manifest
         self.options = options
 
+    @classmethod  # noqa: B027 - optional hook
+    def prime(cls, options: RuntimeOptions) -> None:
+        """Pay the library's one-time costs in this process (its environment, thread pools, the code pages a first
+        model touches), so that they count to the process and not to whichever model happens to load first. A
+        library too heavy to import for models that may never load (torch) is not primed."""
+
     @abstractmethod
     def load(self) -> None:
         """Read the model file; heavy imports happen here, not at module import."""
@@ -98,11 +104,16 @@ RUNTIMES: dict[str, str] = {
 }
 
 
-def create_runtime(path: Path, manifest: Manifest, options: RuntimeOptions) -> Runtime:
-    """The runtime the manifest names; an unknown name is a ManifestError, never a silent fallback."""
-    target = RUNTIMES.get(manifest.runtime)
+def runtime_class(name: str) -> type[Runtime]:
+    """The runtime class of a manifest's `runtime`; an unknown name is a ManifestError, never a silent fallback."""
+    target = RUNTIMES.get(name)
     if target is None:
-        raise ManifestError(f"unknown runtime {manifest.runtime!r}; known runtimes: {sorted(RUNTIMES)}")
+        raise ManifestError(f"unknown runtime {name!r}; known runtimes: {sorted(RUNTIMES)}")
     module, _, cls_name = target.partition(":")
     cls: type[Runtime] = getattr(importlib.import_module(module), cls_name)
-    return cls(path, manifest, options)
+    return cls
+
+
+def create_runtime(path: Path, manifest: Manifest, options: RuntimeOptions) -> Runtime:
+    """The runtime the manifest names (not loaded yet)."""
+    return runtime_class(manifest.runtime)(path, manifest, options)

@@ -74,6 +74,10 @@ class ModelTask(ABC):
         model has been loaded and measured once)."""
         return 0
 
+    @classmethod  # noqa: B027 - optional hook
+    def prime(cls) -> None:
+        """Pay the preprocessing library's one-time costs in this process (see Runtime.prime)."""
+
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load what preprocessing needs (tokenizer)."""
 

@@ -29,6 +29,17 @@ class TextTask(ModelTask):
     _tokenizer: Any = None
     _pad_id: int = 0
 
+    @classmethod
+    def prime(cls) -> None:
+        """Build and run a two-word tokenizer: the tokenizers library's first use, once per process."""
+        from tokenizers import Tokenizer
+        from tokenizers.models import WordLevel
+        from tokenizers.pre_tokenizers import Whitespace
+
+        tok = Tokenizer(WordLevel({"[UNK]": 0, "warm": 1}, "[UNK]"))
+        tok.pre_tokenizer = Whitespace()
+        tok.encode_batch(["warm up", "warm"])
+
     def load(self) -> None:
         from tokenizers import Tokenizer
 
