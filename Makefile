@@ -111,7 +111,7 @@ clean:
 	rm -rf $(VENV) $(MODEL_CACHE_DIR)
 
 # Benchmarks (need wrk: apt-get install wrk). Results and the command go to docs/benchmarks.md by hand.
-.PHONY: bench bench-limit bench-peers bench-fairness soak bench-gpu bench-parse bench-cold
+.PHONY: bench bench-limit bench-peers bench-fairness soak bench-gpu bench-parse bench-cold bench-memory
 bench-limit: models
 	$(BIN)/python bench/limit.py --model-dir $(MODEL_CACHE_DIR)
 
@@ -130,6 +130,9 @@ bench: models
 # new files: --fresh; an A/B: --systems ml-service,ml-service@<rev>
 bench-cold: models
 	$(BIN)/python bench/coldstart.py --model-dir $(MODEL_CACHE_DIR)
+
+bench-memory: models
+	$(BIN)/python bench/memory.py --model-dir $(MODEL_CACHE_DIR)
 
 # decoding request bodies, old (orjson + checks by hand, read from git) vs new (msgspec Structs) vs pydantic
 bench-parse: $(STAMP)
