@@ -128,8 +128,7 @@ def load_version(entry: ModelEntry, mv: ModelVersion, settings: Settings, option
     if not path.is_file():
         raise LoadFailure("model file missing")
     runtime = create_runtime(path, manifest, options)
-    key, setup = f"{entry.name}:{mv.number}", profile_setup(runtime, settings, options)
-    profile = profiles.get(key, mv.fingerprint, setup) if profiles is not None else None
+    key, setup, profile = _profile_of(entry, mv, settings, options, profiles)
     with _GATE.shared() if profile is not None else _GATE.alone():
         if profile is None:
             prime([manifest], options)  # a no-op when start-up did it
@@ -217,17 +216,23 @@ def _prime_runtime(name: str, options: RuntimeOptions) -> None:
     runtime_class(name).prime(options)
 
 
+def _profile_of(entry: ModelEntry, mv: ModelVersion, settings: Settings, options: RuntimeOptions,
+                profiles: LoadProfiles | None) -> tuple[str, str, LoadProfile | None]:
+    """The profile key and set-up of these files under these settings, and the profile kept for them, if any."""
+    manifest = mv.manifest
+    assert manifest is not None
+    key, setup = f"{entry.name}:{mv.number}", profile_setup(runtime_class(manifest.runtime), settings, options)
+    return key, setup, profiles.get(key, mv.fingerprint, setup) if profiles is not None else None
+
+
 def profiled_cost(entry: ModelEntry, mv: ModelVersion, settings: Settings, options: RuntimeOptions,
                   profiles: LoadProfiles) -> int | None:
     """What the load profile says these files cost under these settings (the budget figure), before loading them;
     None when they have not been measured."""
-    manifest = mv.manifest
-    assert manifest is not None
     try:
-        runtime = create_runtime(entry.file(mv, manifest.file), manifest, options)  # not loaded: names its library
-    except ManifestError:  # the load itself reports it
+        profile = _profile_of(entry, mv, settings, options, profiles)[2]
+    except ManifestError:  # an unknown runtime: the load itself reports it
         return None
-    profile = profiles.get(f"{entry.name}:{mv.number}", mv.fingerprint, profile_setup(runtime, settings, options))
     return profile.memory_bytes if profile is not None else None
 
 

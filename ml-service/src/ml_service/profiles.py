@@ -28,7 +28,7 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
                           arena_shrinkage=settings.release_idle_s > 0)
 
 
-def profile_setup(runtime: Runtime, settings: Settings, options: RuntimeOptions) -> str:
+def profile_setup(runtime: type[Runtime], settings: Settings, options: RuntimeOptions) -> str:
     """What a load's cost depends on beside its files: this service's release, the runtime and its library, the
     device setting, the compute workers and threads, and whether working memory is given back."""
     return (f"ml-service {__version__} {runtime.name} {runtime.library_version()} device={options.device} "
@@ -102,8 +102,7 @@ class LoadProfiles:
         with self._lock:
             data = self._read()  # as another process may have written it since
             root = self.path.parent
-            data = {k: v for k, v in data.items()
-                    if k == key or (root / k.rpartition(":")[0] / k.rpartition(":")[2]).is_dir()}
+            data = {k: v for k, v in data.items() if k == key or (root / "/".join(k.rsplit(":", 1))).is_dir()}
             others = [e for e in data.get(key, []) if e.get("setup") != setup]
             data[key] = [*others[-(_SETUPS_KEPT - 1):], entry] if entry is not None else others
             self._data = data

@@ -77,11 +77,12 @@ class Runtime(ABC):
         """Where the model runs ('cpu' or 'cuda')."""
         return "cpu"
 
-    def library_version(self) -> str:
+    @classmethod
+    def library_version(cls) -> str:
         """Which build of its library is installed (part of what a load profile is valid for): the library's
         module file and when it was written, found without importing it (which would cost ~0.4 s of metadata
         reading, or count its memory to the wrong model)."""
-        return _installed(self.library) if self.library else ""
+        return _installed(cls.library) if cls.library else ""
 
 
 @functools.cache
